@@ -1,0 +1,28 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv on first
+# use (Python 3.11 + pip only), install the pinned CPU stack and mmgdkd, and
+# are no-ops for the install step when .venv is up to date.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mmgdkd-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test clean-venv
+
+install: $(STAMP)
+
+$(STAMP): requirements/cpu-pinned.txt requirements/runtime.txt setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/cpu-pinned.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,15 @@
+# Copyright (c) mmgdkd contributors. All rights reserved.
+"""mmgdkd: GDKD knowledge distillation for MMSegmentation and MMPretrain.
+
+Importing the package applies the environment shims of :mod:`mmgdkd.compat`
+(before any host library is imported) and registers every mmgdkd component
+into the hosts' ``MODELS`` registries.
+"""
+from . import compat
+
+compat.apply()
+
+from . import models  # noqa: E402,F401  (registers the components)
+from .version import __version__, version_info  # noqa: E402
+
+__all__ = ['__version__', 'version_info', 'compat', 'models']

@@ -1,0 +1,4 @@
+# Copyright (c) mmgdkd contributors. All rights reserved.
+from .backbones import *  # noqa: F401,F403
+from .distillers import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403

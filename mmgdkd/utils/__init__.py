@@ -1,0 +1,8 @@
+# Copyright (c) mmgdkd contributors. All rights reserved.
+from .run_config import (is_distiller_cfg, materialize_distiller_cfg,
+                         prepare_cpu_distributed, replace_sync_bn, student_cfg)
+
+__all__ = [
+    'is_distiller_cfg', 'materialize_distiller_cfg', 'prepare_cpu_distributed',
+    'replace_sync_bn', 'student_cfg'
+]

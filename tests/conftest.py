@@ -1,0 +1,144 @@
+# Copyright (c) mmgdkd contributors. All rights reserved.
+"""Shared fixtures: tiny Cityscapes-format data and tiny derived configs.
+
+Nothing here downloads: data is generated procedurally, models are built with
+``pretrained=None`` and teacher checkpoints are written by the tests.
+"""
+import os
+import os.path as osp
+import sys
+from typing import Callable
+
+import pytest
+
+import mmgdkd  # noqa: F401  (compat shims before any host import)
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PSPNET_R18 = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+TINY_CROP = (64, 128)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: end-to-end runs (seconds to a minute each); they '
+        'still run in CI')
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> str:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def cityscapes_root(tmp_path_factory) -> str:
+    """A tiny Cityscapes tree: 4 train and 2 val images of 64x128."""
+    from mmgdkd.datasets.synthetic_cityscapes import generate_cityscapes
+    root = str(tmp_path_factory.mktemp('cityscapes'))
+    generate_cityscapes(root, num_train=4, num_val=2, size=TINY_CROP, seed=0)
+    return root
+
+
+def tiny_seg_overrides(data_root: str, max_iters: int = 2,
+                       val_interval: int = 2,
+                       batch_size: int = 2) -> dict:
+    """Settings that shrink an MMSeg Cityscapes config to a CPU smoke run."""
+    train_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackSegInputs'),
+    ]
+    test_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='PackSegInputs'),
+    ]
+
+    def loader(split, pipeline, sampler):
+        return dict(
+            batch_size=batch_size if split == 'train' else 1,
+            num_workers=0,
+            persistent_workers=False,
+            sampler=dict(type=sampler, shuffle=split == 'train'),
+            dataset=dict(
+                type='CityscapesDataset',
+                data_root=data_root,
+                data_prefix=dict(
+                    img_path=f'leftImg8bit/{split}',
+                    seg_map_path=f'gtFine/{split}'),
+                pipeline=pipeline))
+
+    return dict(
+        train_dataloader=loader('train', train_pipeline, 'InfiniteSampler'),
+        val_dataloader=loader('val', test_pipeline, 'DefaultSampler'),
+        test_dataloader=loader('val', test_pipeline, 'DefaultSampler'),
+        train_cfg=dict(
+            type='IterBasedTrainLoop',
+            max_iters=max_iters,
+            val_interval=val_interval),
+        param_scheduler=[
+            dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0,
+                 end=max_iters, by_epoch=False)
+        ],
+        default_hooks=dict(
+            logger=dict(type='LoggerHook', interval=1, log_metric_by_epoch=False),
+            checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                            interval=val_interval)),
+        log_processor=dict(by_epoch=False),
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'),
+                     mp_cfg=dict(mp_start_method='fork',
+                                 opencv_num_threads=0)),
+        randomness=dict(seed=0),
+    )
+
+
+def tiny_segmentor(base: dict = None, norm: str = 'BN') -> dict:
+    """Model overrides: no pretrained download, tiny crop, plain BN."""
+    norm_cfg = dict(type=norm, requires_grad=True)
+    return dict(
+        pretrained=None,
+        data_preprocessor=dict(size=TINY_CROP),
+        backbone=dict(norm_cfg=norm_cfg),
+        decode_head=dict(norm_cfg=norm_cfg),
+        auxiliary_head=dict(norm_cfg=norm_cfg),
+        **(base or {}))
+
+
+def write_config(path: str, base: str, **overrides) -> str:
+    """Write a config file that inherits ``base`` and sets ``overrides``."""
+    lines = [f'_base_ = {base!r}']
+    lines += [f'{key} = {value!r}' for key, value in overrides.items()]
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+@pytest.fixture
+def write_cfg() -> Callable[..., str]:
+    return write_config
+
+
+@pytest.fixture(scope='session')
+def tiny_seg_settings() -> Callable[..., dict]:
+    return tiny_seg_overrides
+
+
+@pytest.fixture(scope='session')
+def tiny_model_overrides() -> Callable[..., dict]:
+    return tiny_segmentor
+
+
+@pytest.fixture(scope='session')
+def python_env() -> dict:
+    """Environment for tool subprocesses: the repo importable, 1 thread."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [REPO_ROOT] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep)
+                       if p])
+    env.setdefault('OMP_NUM_THREADS', '1')
+    return env
+
+
+@pytest.fixture(scope='session')
+def python_exe() -> str:
+    return sys.executable
