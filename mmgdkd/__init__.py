@@ -9,7 +9,7 @@ from . import compat
 
 compat.apply()
 
-from . import models  # noqa: E402,F401  (registers the components)
+from . import engine, models  # noqa: E402,F401  (registers the components)
 from .version import __version__, version_info  # noqa: E402
 
-__all__ = ['__version__', 'version_info', 'compat', 'models']
+__all__ = ['__version__', 'version_info', 'compat', 'engine', 'models']

@@ -6,6 +6,8 @@ Nothing here downloads: data is generated procedurally, models are built with
 """
 import os
 import os.path as osp
+import socket
+import subprocess
 import sys
 from typing import Callable
 
@@ -40,8 +42,14 @@ def cityscapes_root(tmp_path_factory) -> str:
 
 def tiny_seg_overrides(data_root: str, max_iters: int = 2,
                        val_interval: int = 2,
-                       batch_size: int = 2) -> dict:
-    """Settings that shrink an MMSeg Cityscapes config to a CPU smoke run."""
+                       batch_size: int = 2,
+                       schedule_iters: int = None) -> dict:
+    """Settings that shrink an MMSeg Cityscapes config to a CPU smoke run.
+
+    ``schedule_iters`` fixes the LR schedule's length independently of
+    ``max_iters``, so a run stopped early and resumed follows the same
+    schedule as an uninterrupted one.
+    """
     train_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations'),
@@ -78,7 +86,7 @@ def tiny_seg_overrides(data_root: str, max_iters: int = 2,
             val_interval=val_interval),
         param_scheduler=[
             dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0,
-                 end=max_iters, by_epoch=False)
+                 end=schedule_iters or max_iters, by_epoch=False)
         ],
         default_hooks=dict(
             logger=dict(type='LoggerHook', interval=1, log_metric_by_epoch=False),
@@ -111,6 +119,24 @@ def write_config(path: str, base: str, **overrides) -> str:
     with open(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def run_dist_train(repo_root, config, work_dir, env, python_exe, nproc=2,
+                   extra=()):
+    env = dict(env, PORT=str(free_port()), PYTHON=python_exe,
+               OMP_NUM_THREADS='1')
+    cmd = ['bash', osp.join(repo_root, 'tools', 'dist_train.sh'), config,
+           str(nproc), '--work-dir', work_dir, *extra]
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
 
 
 @pytest.fixture

@@ -1,32 +1,12 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """tools/dist_train.sh: 2-process torchrun (gloo) DDP on CPU."""
 import os.path as osp
-import socket
-import subprocess
 
 import pytest
 import torch
 
-from conftest import (PSPNET_R18, tiny_seg_overrides, tiny_segmentor,
-                      write_config)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def run_dist_train(repo_root, config, work_dir, env, python_exe, nproc=2,
-                   extra=()):
-    env = dict(env, PORT=str(free_port()), PYTHON=python_exe,
-               OMP_NUM_THREADS='1')
-    cmd = ['bash', osp.join(repo_root, 'tools', 'dist_train.sh'), config,
-           str(nproc), '--work-dir', work_dir, *extra]
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc
+from conftest import (PSPNET_R18, run_dist_train, tiny_seg_overrides,
+                      tiny_segmentor, write_config)
 
 
 @pytest.mark.slow

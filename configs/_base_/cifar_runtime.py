@@ -1,0 +1,9 @@
+# MMPretrain's default runtime for the 240-epoch CIFAR runs: a checkpoint
+# every 10 epochs (last 3 kept) plus the best top-1 one.
+_base_ = 'mmpretrain::_base_/default_runtime.py'
+custom_imports = dict(imports=['mmgdkd'], allow_failed_imports=False)
+
+default_hooks = dict(
+    checkpoint=dict(
+        type='CheckpointHook', interval=10, max_keep_ckpts=3,
+        save_best='auto'))

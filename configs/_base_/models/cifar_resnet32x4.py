@@ -1,0 +1,14 @@
+# ResNet32x4 (7.43M params), the CRD / mdistiller CIFAR-100 model: backbone with the
+# reference module names, global average pooling and one linear layer
+# (``head.fc``), so the published teacher checkpoints convert key by key
+# (tools/model_converters/cifar_kd_teacher.py).
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CIFARResNet', arch='resnet32x4'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=256,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

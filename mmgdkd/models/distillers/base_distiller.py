@@ -1,0 +1,347 @@
+# Copyright (c) mmgdkd contributors. All rights reserved.
+"""Host-independent half of a logit distiller.
+
+A distiller holds a trainable student and a frozen teacher of the same host
+library (MMSeg segmentor or MMPretrain classifier). One training step runs
+each network once, reuses the student's head logits for its own task losses
+and for distillation, and returns one loss dict. Everything that is not
+training (``predict``/``tensor`` modes, checkpoints) is the student alone.
+"""
+import warnings
+from abc import abstractmethod
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.logging import MessageHub, print_log
+from mmengine.model import BaseModel, revert_sync_batchnorm
+from mmengine.registry import DefaultScope, Registry
+from torch import Tensor
+
+from .utils import ModelSpec, load_model_cfg, load_teacher_checkpoint
+
+_AUTOCAST_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16}
+_STUDENT = 'student.'
+_TEACHER = 'teacher.'
+
+
+class BaseDistiller(BaseModel):
+    """Frozen teacher + trainable student, distilled on head logits.
+
+    Args:
+        student: The student model: a config dict, a config path
+            (``'mmseg::...'``) or ``dict(cfg_path=..., **overrides)``.
+        teacher: The teacher model, in the same forms.
+        teacher_ckpt: Path or URL of the trained teacher's checkpoint, loaded
+            strictly on CPU at build time. ``None`` leaves the teacher
+            randomly initialised, which is only useful in tests (a warning is
+            issued).
+        distill_losses: ``{name: loss_cfg}``. Each name must start with
+            ``'loss_'`` (mmengine sums keys containing ``loss``). A loss cfg
+            may carry ``heads={tap: weight}`` to override ``head_weights``.
+        head_weights: ``{tap: weight}``: which head logits each distillation
+            loss is applied to, and with what extra weight. ``None`` uses the
+            host default (see subclasses).
+        warmup_iters: Linear warm-up of the distillation terms over this many
+            iterations (``min((iter + 1) / warmup_iters, 1)``); 0 disables.
+        warmup_epochs: The same by epoch, epochs counted from 1 as in the
+            reference; exclusive with ``warmup_iters``.
+        teacher_autocast: ``'float16'``/``'bfloat16'`` to run the teacher
+            under autocast, or ``None`` for its parameters' dtype.
+        checkpoint_teacher: Also store the teacher in checkpoints (prefix
+            ``teacher.``). By default checkpoints hold the student only, with
+            plain host keys, so they load into the host's own tools.
+        data_preprocessor: Defaults to the student's.
+        init_cfg: Unused by the distiller itself (the student keeps its own).
+    """
+
+    #: The host's ``MODELS`` registry; set by subclasses.
+    host_models: Registry = None
+    #: Name of the classifier weight, for class-count messages.
+    classifier_key: Optional[str] = None
+
+    def __init__(self,
+                 student: ModelSpec,
+                 teacher: ModelSpec,
+                 teacher_ckpt: Optional[str] = None,
+                 distill_losses: Optional[dict] = None,
+                 head_weights: Optional[Dict[str, float]] = None,
+                 warmup_iters: int = 0,
+                 warmup_epochs: int = 0,
+                 teacher_autocast: Optional[str] = None,
+                 checkpoint_teacher: bool = False,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        student_cfg = load_model_cfg(student)
+        teacher_cfg = load_model_cfg(teacher)
+        if data_preprocessor is None:
+            data_preprocessor = student_cfg.get('data_preprocessor')
+        self._check_preprocessors(student_cfg.get('data_preprocessor'),
+                                  teacher_cfg.get('data_preprocessor'))
+        # Host models build their parts from "the" registry of the current
+        # scope; make that the host's, whatever scope the caller is in.
+        with DefaultScope.overwrite_default_scope(self.host_models.scope):
+            if isinstance(data_preprocessor, dict):
+                data_preprocessor = self.host_models.build(data_preprocessor)
+            super().__init__(
+                data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+            self.student = self.host_models.build(student_cfg)
+            teacher_model = self.host_models.build(teacher_cfg)
+            self._check_num_classes(self.num_classes(self.student),
+                                    self.num_classes(teacher_model))
+            if teacher_ckpt is None:
+                warnings.warn('teacher_ckpt is None: the teacher is randomly '
+                              'initialised (only meaningful in tests)')
+            else:
+                load_teacher_checkpoint(teacher_model, teacher_ckpt,
+                                        self.classifier_key)
+                print_log(f'Loaded teacher weights from {teacher_ckpt}',
+                          logger='current')
+        # A frozen teacher in eval mode never synchronises statistics, so
+        # SyncBN is BN; reverting lets it run anywhere (CPU, one process).
+        teacher_model = revert_sync_batchnorm(teacher_model)
+        teacher_model.requires_grad_(False)
+        teacher_model.eval()
+        # Kept out of ``_modules`` on purpose: the teacher is not part of the
+        # trainable model (optimizer, DDP, init_weights, checkpoints).
+        # ``_apply`` and ``train`` carry device moves and mode over to it.
+        object.__setattr__(self, '_teacher', teacher_model)
+        self.teacher_ckpt = teacher_ckpt
+        self.checkpoint_teacher = checkpoint_teacher
+
+        if teacher_autocast is not None and \
+                teacher_autocast not in _AUTOCAST_DTYPES:
+            raise ValueError(
+                f'teacher_autocast must be one of {sorted(_AUTOCAST_DTYPES)} '
+                f'or None, got {teacher_autocast!r}')
+        self.teacher_autocast = teacher_autocast
+
+        if warmup_iters < 0 or warmup_epochs < 0:
+            raise ValueError(f'warm-up lengths must be >= 0, got '
+                             f'warmup_iters={warmup_iters}, '
+                             f'warmup_epochs={warmup_epochs}')
+        if warmup_iters and warmup_epochs:
+            raise ValueError('give warmup_iters or warmup_epochs, not both '
+                             f'(got {warmup_iters} and {warmup_epochs})')
+        self.warmup_iters = warmup_iters
+        self.warmup_epochs = warmup_epochs
+
+        with DefaultScope.overwrite_default_scope(self.host_models.scope):
+            self._build_distill_losses(distill_losses or {}, head_weights)
+        self.register_state_dict_post_hook(_student_state_dict_hook)
+        self.register_load_state_dict_pre_hook(_route_loaded_keys_hook)
+
+    # ------------------------------------------------------------------
+    # host glue, implemented by subclasses
+    # ------------------------------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def num_classes(model: nn.Module) -> int:
+        """Number of classes the model predicts."""
+
+    @abstractmethod
+    def available_taps(self, model: nn.Module) -> List[str]:
+        """Names of the heads whose logits can be distilled."""
+
+    @abstractmethod
+    def default_head_weights(self) -> Dict[str, float]:
+        """``head_weights`` used when the config gives none."""
+
+    @abstractmethod
+    def student_forward_train(
+            self, inputs: Tensor,
+            data_samples: list) -> Tuple[Dict[str, Tensor], dict]:
+        """Student logits per tap and the student's own task losses."""
+
+    @abstractmethod
+    def teacher_forward(self, inputs: Tensor,
+                        taps: List[str]) -> Dict[str, Tensor]:
+        """Teacher logits for ``taps`` (called under ``no_grad``)."""
+
+    @abstractmethod
+    def distill_target(self, data_samples: list) -> Optional[Tensor]:
+        """Labels passed to the distillation losses (may be ``None``)."""
+
+    # ------------------------------------------------------------------
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher (not a submodule; see ``__init__``)."""
+        return self._teacher
+
+    def _check_num_classes(self, student_classes: int,
+                           teacher_classes: int) -> None:
+        if student_classes != teacher_classes:
+            raise ValueError(
+                f'class-count mismatch between teacher and student: the '
+                f'teacher predicts {teacher_classes} classes, the student '
+                f'{student_classes}')
+
+    @staticmethod
+    def _check_preprocessors(student_pre: Optional[dict],
+                             teacher_pre: Optional[dict]) -> None:
+        """The teacher sees the student's normalised input: they must agree."""
+        if not student_pre or not teacher_pre:
+            return
+        for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'to_rgb'):
+            s_val, t_val = student_pre.get(key), teacher_pre.get(key)
+            if s_val is not None and t_val is not None and \
+                    list(s_val if isinstance(s_val, (list, tuple)) else
+                         [s_val]) != list(t_val if isinstance(
+                             t_val, (list, tuple)) else [t_val]):
+                raise ValueError(
+                    f'teacher and student data_preprocessor differ in '
+                    f'{key}: teacher {t_val}, student {s_val}; the teacher '
+                    'receives the student\'s normalised input')
+
+    def _build_distill_losses(self, distill_losses: dict,
+                              head_weights: Optional[Dict[str, float]]
+                              ) -> None:
+        default_weights = dict(
+            self.default_head_weights() if head_weights is None else
+            head_weights)
+        student_taps = set(self.available_taps(self.student))
+        teacher_taps = set(self.available_taps(self.teacher))
+        self.distill_losses = nn.ModuleDict()
+        self.loss_heads: Dict[str, Dict[str, float]] = {}
+        for name, loss_cfg in distill_losses.items():
+            if not name.startswith('loss_'):
+                raise ValueError(
+                    f'distill_losses key {name!r} must start with "loss_" '
+                    '(mmengine sums only keys containing "loss")')
+            loss_cfg = dict(loss_cfg)
+            heads = dict(loss_cfg.pop('heads', default_weights))
+            for tap, weight in heads.items():
+                if tap not in student_taps or tap not in teacher_taps:
+                    raise ValueError(
+                        f'{name}: head {tap!r} is not available on both '
+                        f'models (student: {sorted(student_taps)}, teacher: '
+                        f'{sorted(teacher_taps)})')
+                if weight < 0:
+                    raise ValueError(
+                        f'{name}: head weight for {tap!r} must be >= 0, got '
+                        f'{weight}')
+            self.distill_losses[name] = self.host_models.build(loss_cfg)
+            self.loss_heads[name] = heads
+
+    def warmup_factor(self) -> float:
+        """Current multiplier of the distillation terms, in ``(0, 1]``."""
+        hub = MessageHub.get_current_instance()
+        if self.warmup_iters:
+            return min((hub.get_info('iter', 0) + 1) / self.warmup_iters, 1.)
+        if self.warmup_epochs:
+            return min((hub.get_info('epoch', 0) + 1) / self.warmup_epochs,
+                       1.)
+        return 1.
+
+    # ------------------------------------------------------------------
+    # modes
+    # ------------------------------------------------------------------
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
+                           'predict and tensor mode')
+
+    def loss(self, inputs: Tensor, data_samples: list) -> Dict[str, Tensor]:
+        """One distillation step.
+
+        Returns:
+            dict: ``student.*`` task losses, ``distill.<tap>.loss_*`` terms
+            (warm-up applied) and their components and the warm-up factor
+            under names without ``loss`` (logged, not optimised).
+        """
+        student_logits, student_losses = self.student_forward_train(
+            inputs, data_samples)
+        losses = {f'student.{k}': v for k, v in student_losses.items()}
+        if not self.distill_losses:
+            return losses
+
+        taps = sorted({t for h in self.loss_heads.values() for t in h})
+        with torch.no_grad(), self._teacher_autocast(inputs):
+            teacher_logits = self.teacher_forward(inputs, taps)
+        target = self.distill_target(data_samples)
+        factor = self.warmup_factor()
+        for name, loss_module in self.distill_losses.items():
+            short_name = name[len('loss_'):]
+            for tap, weight in self.loss_heads[name].items():
+                value = loss_module(student_logits[tap], teacher_logits[tap],
+                                    target)
+                losses[f'distill.{tap}.{name}'] = value * (factor * weight)
+                for part, part_value in getattr(loss_module,
+                                                'last_components',
+                                                {}).items():
+                    losses[f'distill.{tap}.{short_name}_{part}'] = part_value
+        losses['distill.warmup_factor'] = inputs.new_tensor(factor)
+        return losses
+
+    def predict(self, inputs: Tensor, data_samples: Optional[list] = None):
+        return self.student.predict(inputs, data_samples)
+
+    def _forward(self, inputs: Tensor, data_samples: Optional[list] = None):
+        return self.student._forward(inputs, data_samples)
+
+    def _teacher_autocast(self, inputs: Tensor):
+        if self.teacher_autocast is None:
+            return torch.autocast(inputs.device.type, enabled=False)
+        return torch.autocast(
+            inputs.device.type, dtype=_AUTOCAST_DTYPES[self.teacher_autocast])
+
+    # ------------------------------------------------------------------
+    # the teacher follows device/dtype moves but never leaves eval mode
+    # ------------------------------------------------------------------
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True) -> 'BaseDistiller':
+        super().train(mode)
+        self._teacher.eval()
+        return self
+
+
+def _student_state_dict_hook(module: BaseDistiller, state_dict: dict,
+                             prefix: str, local_metadata: dict) -> None:
+    """Give checkpoints the student's plain keys (teacher only if asked)."""
+    student_prefix = prefix + _STUDENT
+    items = list(state_dict.items())
+    state_dict.clear()
+    for key, value in items:
+        if key.startswith(student_prefix):
+            key = prefix + key[len(student_prefix):]
+        state_dict[key] = value
+    metadata = getattr(state_dict, '_metadata', None)
+    if metadata is not None:
+        for key in [k for k in metadata if k == prefix + 'student' or
+                    k.startswith(student_prefix)]:
+            new_key = (prefix[:-1] if key == prefix + 'student' else prefix +
+                       key[len(student_prefix):])
+            metadata[new_key] = metadata.pop(key)
+    if module.checkpoint_teacher:
+        for key, value in module.teacher.state_dict().items():
+            state_dict[prefix + _TEACHER + key] = value
+
+
+def _route_loaded_keys_hook(module: BaseDistiller, state_dict: dict,
+                            prefix: str, local_metadata: dict, strict: bool,
+                            missing_keys: list, unexpected_keys: list,
+                            error_msgs: list) -> None:
+    """Accept plain student keys; load ``teacher.*`` keys into the teacher."""
+    teacher_prefix = prefix + _TEACHER
+    student_prefix = prefix + _STUDENT
+    teacher_state = {}
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if key.startswith(teacher_prefix):
+            teacher_state[key[len(teacher_prefix):]] = state_dict.pop(key)
+        elif not key.startswith(student_prefix):
+            state_dict[student_prefix + key[len(prefix):]] = state_dict.pop(
+                key)
+    if teacher_state:
+        module.teacher.load_state_dict(teacher_state, strict=True)
