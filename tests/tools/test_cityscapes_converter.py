@@ -25,8 +25,7 @@ def _write_polygons(path, objects):
                 imgHeight=H,
                 imgWidth=W,
                 objects=[
-                    dict(label=label, polygon=poly)
-                    for label, poly in objects
+                    dict(label=label, polygon=poly) for label, poly in objects
                 ])))
 
 
@@ -42,8 +41,7 @@ def fake_cityscapes(tmp_path):
     _write_polygons(
         gt / 'train' / 'aachen' / 'aachen_000000_000019_gtFine_polygons.json',
         [('sky', _rect(0, 0, 29, 6)), ('road', _rect(0, 7, 39, 19)),
-         ('car', _rect(10, 9, 19, 14)), ('ego vehicle', _rect(0, 17, 39,
-                                                               19))])
+         ('car', _rect(10, 9, 19, 14)), ('ego vehicle', _rect(0, 17, 39, 19))])
     _write_polygons(
         gt / 'train' / 'bochum' / 'bochum_000000_000313_gtFine_polygons.json',
         [('road', _rect(0, 0, 39, 19))])

@@ -40,8 +40,7 @@ def find_polygon_files(gt_dir: str) -> List[str]:
         dirnames.sort()
         for name in filenames:
             if name.endswith(POLYGON_SUFFIX):
-                found.append(
-                    osp.relpath(osp.join(dirpath, name), gt_dir))
+                found.append(osp.relpath(osp.join(dirpath, name), gt_dir))
     return sorted(found)
 
 
@@ -140,8 +139,10 @@ def write_split_lists(gt_dir: str, polygon_files: Sequence[str],
     for rel in polygon_files:
         parts = rel.split(os.sep)
         if len(parts) < 2:
-            print(f'skipping {osp.join(gt_dir, rel)} in no split list: '
-                  'not under <split>/', file=sys.stderr)
+            print(
+                f'skipping {osp.join(gt_dir, rel)} in no split list: '
+                'not under <split>/',
+                file=sys.stderr)
             continue
         name = '/'.join(parts[1:])[:-len(POLYGON_SUFFIX)]
         # '<stem>_gtFine' -> '<stem>', as MMSeg's split files.
@@ -190,7 +191,10 @@ def main(args: Optional[Sequence[str]] = None) -> Dict[str, int]:
 
     print(f'converting {len(rel_files)} polygon files under {gt_dir} '
           f'with {max(1, opts.nproc)} process(es)')
-    convert_all([osp.join(gt_dir, f) for f in rel_files], opts.nproc)
+    try:
+        convert_all([osp.join(gt_dir, f) for f in rel_files], opts.nproc)
+    except RuntimeError as e:
+        sys.exit(f'error: {e}')
     counts = write_split_lists(gt_dir, rel_files, out_dir)
     summary = ', '.join(f'{k}: {v}' for k, v in counts.items())
     print(f'split lists in {out_dir} ({summary})')

@@ -1,0 +1,21 @@
+# Copyright (c) mmgdkd contributors. All rights reserved.
+"""Data tooling: a procedural data set in the Cityscapes layout.
+
+The names are resolved lazily (PEP 562) so that
+``python -m mmgdkd.datasets.synthetic_cityscapes`` does not import its own
+module twice.
+"""
+from typing import Any
+
+__all__ = ['CLASS_NAMES', 'generate_cityscapes']
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import synthetic_cityscapes
+        return getattr(synthetic_cityscapes, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
