@@ -112,6 +112,18 @@ def tiny_segmentor(base: dict = None, norm: str = 'BN') -> dict:
         **(base or {}))
 
 
+def build_segmentor(**overrides):
+    """A tiny PSPNet-R18 ``EncoderDecoder`` (built under the mmseg scope)."""
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+
+    from mmgdkd.models.distillers.utils import load_model_cfg
+    cfg = load_model_cfg(dict(cfg_path=PSPNET_R18, **tiny_segmentor()))
+    cfg.update(overrides)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(cfg)
+
+
 def write_config(path: str, base: str, **overrides) -> str:
     """Write a config file that inherits ``base`` and sets ``overrides``."""
     lines = [f'_base_ = {base!r}']

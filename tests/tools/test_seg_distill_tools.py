@@ -8,11 +8,9 @@ import subprocess
 
 import pytest
 import torch
-from mmseg.registry import MODELS
 
-from conftest import (PSPNET_R18, run_dist_train, tiny_seg_overrides,
+from conftest import (PSPNET_R18, build_segmentor, run_dist_train, tiny_seg_overrides,
                       tiny_segmentor, write_config)
-from mmgdkd.models.distillers.utils import load_model_cfg
 
 pytestmark = pytest.mark.slow
 GDKD_CONFIG = 'configs/gdkd/pspnet_r101_r18_cityscapes.py'
@@ -23,8 +21,7 @@ def workspace(tmp_path_factory, cityscapes_root, repo_root):
     """A teacher checkpoint and a tiny GDKD config inheriting the real one."""
     root = tmp_path_factory.mktemp('seg_tools')
     torch.manual_seed(3)
-    teacher = MODELS.build(
-        load_model_cfg(dict(cfg_path=PSPNET_R18, **tiny_segmentor())))
+    teacher = build_segmentor()
     teacher_ckpt = str(root / 'teacher_r18.pth')
     torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, teacher_ckpt)
     config = write_config(
@@ -139,8 +136,7 @@ def test_extract_student_from_checkpoint_with_teacher(
     run_tool(repo_root, python_env, python_exe,
              'model_converters/extract_student.py', ckpt, out)
     student = torch.load(out, weights_only=True)['state_dict']
-    plain = MODELS.build(
-        load_model_cfg(dict(cfg_path=PSPNET_R18, **tiny_segmentor())))
+    plain = build_segmentor()
     plain.load_state_dict(student, strict=True)
 
 

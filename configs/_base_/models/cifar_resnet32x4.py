@@ -1,7 +1,7 @@
-# ResNet32x4 (7.43M params), the CRD / mdistiller CIFAR-100 model: backbone with the
-# reference module names, global average pooling and one linear layer
-# (``head.fc``), so the published teacher checkpoints convert key by key
-# (tools/model_converters/cifar_kd_teacher.py).
+# ResNet32x4 (7.43M params): the CRD / mdistiller CIFAR-100 model.
+# Backbone with the reference module names, global average pooling and
+# one linear layer (``head.fc``), so the published teacher checkpoints
+# convert key by key (tools/model_converters/cifar_kd_teacher.py).
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='CIFARResNet', arch='resnet32x4'),

@@ -1,7 +1,7 @@
-# VGG8 with BN (3.96M params), the CRD / mdistiller CIFAR-100 model: backbone with the
-# reference module names, global average pooling and one linear layer
-# (``head.fc``), so the published teacher checkpoints convert key by key
-# (tools/model_converters/cifar_kd_teacher.py).
+# VGG8 with BN (3.96M params): the CRD / mdistiller CIFAR-100 model.
+# Backbone with the reference module names, global average pooling and
+# one linear layer (``head.fc``), so the published teacher checkpoints
+# convert key by key (tools/model_converters/cifar_kd_teacher.py).
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='CIFARVGG', arch='vgg8'),

@@ -9,7 +9,7 @@ __all__ = [
 ]
 
 try:  # the classification half needs MMPretrain; mmgdkd works without it
-    from .cls_distiller import ClsDistiller
+    from .cls_distiller import ClsDistiller  # noqa: F401
 except ImportError as _err:  # pragma: no cover - depends on the install
     if getattr(_err, 'name', None) is None or \
             not _err.name.startswith('mmpretrain'):

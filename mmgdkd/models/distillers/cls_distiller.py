@@ -32,6 +32,10 @@ class ClsDistiller(BaseDistiller):
     them (GDKD, KD) get ``target=None``, and a loss that needs them (DKD)
     raises a ``ValueError``.
 
+    Classification has no ignored labels: a distillation loss whose
+    ``ignore_index`` is a real class (e.g. the default 255 on ImageNet) is
+    rejected at build time; the configs set ``ignore_index=None``.
+
     Args:
         student: The student classifier: a config dict, a config path
             (``'mmpretrain::resnet/resnet18_8xb32_in1k.py'``) or
@@ -88,6 +92,7 @@ class ClsDistiller(BaseDistiller):
             **kwargs)
         self.train_cfg = train_cfg
         self._use_head_loss = _overrides_loss(self.student.head)
+        self._check_ignore_index()
         if train_cfg and train_cfg.get('augments'):
             # Fail at build time rather than at the first training step.
             self._check_soft_labels_supported()
@@ -125,12 +130,34 @@ class ClsDistiller(BaseDistiller):
         teacher = self.teacher
         return {HEAD_TAP: teacher.head(teacher.extract_feat(inputs))}
 
+    def _forward(self, inputs: Tensor, data_samples: Optional[list] = None):
+        """``tensor`` mode: the student's logits (MMPretrain has no
+        ``_forward``; its ``forward(mode='tensor')`` is the equivalent)."""
+        return self.student(inputs, data_samples, mode='tensor')
+
     def distill_target(self, data_samples: list) -> Optional[Tensor]:
         """Hard labels ``(N,)``; ``None`` under soft (mixed) labels."""
         if _has_soft_labels(data_samples):
             self._check_soft_labels_supported()
             return None
         return torch.cat([sample.gt_label for sample in data_samples])
+
+    def _check_ignore_index(self) -> None:
+        """An ``ignore_index`` that is a real class would drop its samples.
+
+        The losses default to MMSeg's 255, which is a valid ImageNet class.
+        """
+        num_classes = self.num_classes(self.student)
+        for name, loss in self.distill_losses.items():
+            index = getattr(loss, 'ignore_index', None)
+            if index is not None and num_classes is not None and \
+                    0 <= index < num_classes:
+                raise ValueError(
+                    f'{name}: ignore_index={index} is a class of this '
+                    f'{num_classes}-class classifier, so its samples would '
+                    'be left out of the distillation; set '
+                    'ignore_index=None (classification labels are never '
+                    'ignored)')
 
     def _check_soft_labels_supported(self) -> None:
         needing = [

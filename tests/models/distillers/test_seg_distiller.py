@@ -9,23 +9,21 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from conftest import PSPNET_R18, tiny_segmentor
+from conftest import PSPNET_R18, build_segmentor, tiny_segmentor
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 H, W = 64, 128
 
 
-def segmentor_cfg(**overrides) -> dict:
-    cfg = load_model_cfg(dict(cfg_path=PSPNET_R18, **tiny_segmentor()))
-    cfg.merge_from_dict(overrides) if hasattr(cfg, 'merge_from_dict') else \
-        cfg.update(overrides)
-    return cfg.to_dict()
+def segmentor_cfg() -> dict:
+    return load_model_cfg(dict(cfg_path=PSPNET_R18,
+                               **tiny_segmentor())).to_dict()
 
 
 @pytest.fixture(scope='module')
 def teacher_ckpt(tmp_path_factory) -> str:
     torch.manual_seed(1)
-    teacher = MODELS.build(segmentor_cfg())
+    teacher = build_segmentor()
     path = str(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
     torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
     return path
@@ -82,7 +80,7 @@ def test_teacher_weights_come_from_checkpoint(distiller, teacher_ckpt):
 
 
 def test_state_dict_is_a_plain_student_checkpoint(distiller):
-    plain = MODELS.build(segmentor_cfg())
+    plain = build_segmentor()
     assert list(distiller.state_dict()) == list(plain.state_dict())
     # and a plain checkpoint loads back into the distiller
     plain_state = plain.state_dict()
@@ -119,6 +117,8 @@ def test_loss_dict_components_and_values(distiller):
     assert all(not losses[k].requires_grad for k in components)
 
     # the distillation term is the loss module on the two models' logits
+    # (eval mode: no dropout, fixed BN statistics, so both runs agree)
+    distiller.eval()
     inputs, samples = data['inputs'], data['data_samples']
     with torch.no_grad():
         s_feats = distiller.student.extract_feat(inputs)
@@ -129,8 +129,6 @@ def test_loss_dict_components_and_values(distiller):
                       distiller.teacher.decode_head(t_feats), target)
         aux = loss(distiller.student.auxiliary_head(s_feats),
                    distiller.teacher.auxiliary_head(t_feats), target)
-    # dropout in the student heads: compare in eval mode for determinism
-    distiller.eval()
     losses = distiller(**data, mode='loss')
     torch.testing.assert_close(losses['distill.decode.loss_gdkd'], decode)
     torch.testing.assert_close(losses['distill.aux.loss_gdkd'], aux * 0.4)

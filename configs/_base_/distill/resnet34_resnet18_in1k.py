@@ -1,0 +1,16 @@
+# ResNet-34 teacher (MMPretrain model zoo, 73.62 top-1) -> ResNet-18 student
+# on ImageNet-1k with MMPretrain's ResNet-18 recipe: 100 epochs, SGD lr 0.1
+# for a total batch of 256 (8 GPUs x 32), lr x0.1 at epochs 30/60/90.
+# Data, schedule and runtime are the student's MMPretrain config; the
+# algorithm configs (configs/<algo>/) add the distillation losses.
+_base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
+custom_imports = dict(imports=['mmgdkd'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='ClsDistiller',
+    student=dict(cfg_path='mmpretrain::resnet/resnet18_8xb32_in1k.py'),
+    teacher=dict(cfg_path='mmpretrain::resnet/resnet34_8xb32_in1k.py'),
+    teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/'
+    'resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth',
+    distill_losses=dict())

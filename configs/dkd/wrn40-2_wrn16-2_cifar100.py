@@ -1,0 +1,15 @@
+# DKD, WRN-40-2 -> WRN-16-2 on CIFAR-100, mdistiller's hyper-parameters
+# (configs/cifar100/dkd): alpha=1 (target class), beta=6 (non-target
+# classes), T=4, cross-entropy weight 1, warm-up over 20 epochs.
+_base_ = '../_base_/distill/wrn40-2_wrn16-2_cifar100.py'
+
+model = dict(
+    warmup_epochs=20,
+    distill_losses=dict(
+        loss_dkd=dict(
+            type='DKDLoss',
+            alpha=1.0,
+            beta=6.0,
+            temperature=4.0,
+            ignore_index=None,  # no ignored labels in classification
+            loss_weight=1.0)))
