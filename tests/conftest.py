@@ -26,6 +26,21 @@ def pytest_configure(config):
         'still run in CI')
 
 
+@pytest.fixture(autouse=True)
+def isolated_default_scope():
+    """Keep one test's mmengine default scope from leaking into the next.
+
+    ``init_default_scope``/``register_all_modules`` set a process-wide
+    scope, and a later build through another host's registry would then
+    search the wrong one.
+    """
+    from mmengine.registry import DefaultScope
+    saved = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
 @pytest.fixture(scope='session')
 def repo_root() -> str:
     return REPO_ROOT

@@ -180,14 +180,7 @@ def _has_soft_labels(data_samples: list) -> bool:
 
 def _requires_target(loss: nn.Module) -> bool:
     """Whether a distillation loss needs hard labels (DKD does)."""
-    flag = getattr(loss, 'requires_target', None)
-    if flag is not None:
-        return bool(flag)
-    try:
-        from mmgdkd.models.losses import DKDLoss
-    except ImportError:  # losses not available: only the flag can tell
-        return False
-    return isinstance(loss, DKDLoss)
+    return bool(getattr(loss, 'requires_target', False))
 
 
 def _overrides_loss(head: nn.Module) -> bool:

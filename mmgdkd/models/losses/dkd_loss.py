@@ -38,6 +38,9 @@ class DKDLoss(nn.Module):
     be in ``[0, C)`` or ``ignore_index``.
     """
 
+    #: DKD groups by the label: distillers must pass hard labels.
+    requires_target = True
+
     def __init__(self,
                  alpha: float = 1.0,
                  beta: float = 8.0,
