@@ -92,6 +92,9 @@ def tiny_seg_overrides(data_root: str, max_iters: int = 2,
                 pipeline=pipeline))
 
     return dict(
+        crop_size=TINY_CROP,
+        # the Runner hands the top-level one to the model: keep it in step
+        data_preprocessor=dict(size=TINY_CROP),
         train_dataloader=loader('train', train_pipeline, 'InfiniteSampler'),
         val_dataloader=loader('val', test_pipeline, 'DefaultSampler'),
         test_dataloader=loader('val', test_pipeline, 'DefaultSampler'),

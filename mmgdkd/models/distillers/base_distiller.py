@@ -76,6 +76,9 @@ class BaseDistiller(BaseModel):
         teacher_cfg = load_model_cfg(teacher)
         if data_preprocessor is None:
             data_preprocessor = student_cfg.get('data_preprocessor')
+        else:
+            self._check_same_preprocessor(data_preprocessor,
+                                          student_cfg.get('data_preprocessor'))
         self._check_preprocessors(student_cfg.get('data_preprocessor'),
                                   teacher_cfg.get('data_preprocessor'))
         # Host models build their parts from "the" registry of the current
@@ -177,6 +180,31 @@ class BaseDistiller(BaseModel):
                 f'{student_classes}')
 
     @staticmethod
+    def _check_same_preprocessor(given, student_pre: Optional[dict]) -> None:
+        """The batches the student trains on must be the ones it expects.
+
+        mmengine's Runner passes a config's top-level ``data_preprocessor``
+        to the model; if it disagrees with the student's own (e.g. a crop
+        ``size`` changed in one place only), every batch would silently be
+        padded or normalised differently from the student's config.
+        """
+        if not isinstance(given, dict) or not student_pre:
+            return
+        differing = {
+            key: (given[key], student_pre[key])
+            for key in set(given) & set(student_pre)
+            if _as_list(given[key]) != _as_list(student_pre[key])
+        }
+        if differing:
+            detail = '; '.join(f'{k}: distiller {a!r} vs student {b!r}'
+                               for k, (a, b) in sorted(differing.items()))
+            raise ValueError(
+                'the distiller\'s data_preprocessor (the config\'s top-level '
+                '`data_preprocessor` or `model.data_preprocessor`) differs '
+                f'from the student\'s: {detail}. Set both to the same '
+                'values.')
+
+    @staticmethod
     def _check_preprocessors(student_pre: Optional[dict],
                              teacher_pre: Optional[dict]) -> None:
         """The teacher sees the student's normalised input: they must agree."""
@@ -185,9 +213,7 @@ class BaseDistiller(BaseModel):
         for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'to_rgb'):
             s_val, t_val = student_pre.get(key), teacher_pre.get(key)
             if s_val is not None and t_val is not None and \
-                    list(s_val if isinstance(s_val, (list, tuple)) else
-                         [s_val]) != list(t_val if isinstance(
-                             t_val, (list, tuple)) else [t_val]):
+                    _as_list(s_val) != _as_list(t_val):
                 raise ValueError(
                     f'teacher and student data_preprocessor differ in '
                     f'{key}: teacher {t_val}, student {s_val}; the teacher '
@@ -305,6 +331,11 @@ class BaseDistiller(BaseModel):
         super().train(mode)
         self._teacher.eval()
         return self
+
+
+def _as_list(value) -> list:
+    """Compare config values regardless of list/tuple/scalar form."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _student_state_dict_hook(module: BaseDistiller, state_dict: dict,

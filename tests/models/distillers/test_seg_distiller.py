@@ -257,6 +257,13 @@ def test_bad_options(kwargs, match):
         build_distiller(None, **kwargs)
 
 
+def test_distiller_preprocessor_must_match_the_student():
+    with pytest.raises(ValueError, match=r'size: distiller \(512, 1024\) vs '
+                       r'student \(64, 128\)'):
+        build_distiller(None, data_preprocessor=dict(
+            type='SegDataPreProcessor', size=(512, 1024)))
+
+
 def test_mismatched_normalisation_is_rejected():
     teacher = segmentor_cfg()
     teacher['data_preprocessor']['mean'] = [0.0, 0.0, 0.0]
