@@ -89,7 +89,11 @@ class BaseDistiller(BaseModel):
             super().__init__(
                 data_preprocessor=data_preprocessor, init_cfg=init_cfg)
             self.student = self.host_models.build(student_cfg)
-            teacher_model = self.host_models.build(teacher_cfg)
+            # The teacher's (discarded) random init must not shift the
+            # random stream: with the same seed, the student then starts
+            # exactly like the same model trained without distillation.
+            with torch.random.fork_rng(devices=[]):
+                teacher_model = self.host_models.build(teacher_cfg)
             self._check_num_classes(self.num_classes(self.student),
                                     self.num_classes(teacher_model))
             if teacher_ckpt is None:

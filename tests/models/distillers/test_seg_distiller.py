@@ -73,6 +73,21 @@ def test_teacher_frozen_in_eval_and_outside_the_trainable_model(distiller):
     assert not teacher_params & {id(p) for p in distiller.parameters()}
 
 
+def test_student_starts_like_the_plain_model_of_the_same_seed(teacher_ckpt):
+    torch.manual_seed(7)
+    plain = build_segmentor()
+    plain.init_weights()
+    after_plain = torch.rand(1)
+    torch.manual_seed(7)
+    cfg = dict(type='SegDistiller', student=segmentor_cfg(),
+               teacher=segmentor_cfg(), teacher_ckpt=teacher_ckpt)
+    distiller = MODELS.build(cfg)
+    distiller.init_weights()
+    assert torch.equal(torch.rand(1), after_plain)  # same random stream
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, distiller.state_dict()[key]), key
+
+
 def test_teacher_weights_come_from_checkpoint(distiller, teacher_ckpt):
     saved = torch.load(teacher_ckpt, weights_only=True)['state_dict']
     for key, value in distiller.teacher.state_dict().items():
