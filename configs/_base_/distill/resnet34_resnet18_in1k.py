@@ -5,6 +5,8 @@
 # algorithm configs (configs/<algo>/) add the distillation losses.
 _base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
 custom_imports = dict(imports=['mmgdkd'], allow_failed_imports=False)
+# resumed runs continue torch's random stream (dropout), see the hook
+custom_hooks = [dict(type='RandomStateHook')]
 
 model = dict(
     _delete_=True,
