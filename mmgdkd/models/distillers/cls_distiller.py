@@ -1,6 +1,5 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """MMPretrain glue: distil ``ImageClassifier`` head logits sample-wise."""
-import warnings
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -10,7 +9,7 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from .base_distiller import BaseDistiller
-from .utils import ModelSpec, load_model_cfg
+from .utils import ModelSpec, head_overrides_loss, load_model_cfg
 
 #: The only distillation tap of a classifier: the head's logits.
 HEAD_TAP = 'head'
@@ -91,7 +90,7 @@ class ClsDistiller(BaseDistiller):
             student_cfg, teacher, data_preprocessor=data_preprocessor,
             **kwargs)
         self.train_cfg = train_cfg
-        self._use_head_loss = _overrides_loss(self.student.head)
+        self._use_head_loss = head_overrides_loss(self.student.head, ClsHead)
         self._check_ignore_index()
         if train_cfg and train_cfg.get('augments'):
             # Fail at build time rather than at the first training step.
@@ -181,13 +180,3 @@ def _has_soft_labels(data_samples: list) -> bool:
 def _requires_target(loss: nn.Module) -> bool:
     """Whether a distillation loss needs hard labels (DKD does)."""
     return bool(getattr(loss, 'requires_target', False))
-
-
-def _overrides_loss(head: nn.Module) -> bool:
-    """Whether the head's ``loss`` is not MMPretrain's forward + _get_loss."""
-    overrides = not isinstance(head, ClsHead) or \
-        type(head).loss is not ClsHead.loss
-    if overrides:
-        warnings.warn(f'{type(head).__name__} overrides loss(); its logits '
-                      'are computed twice per step')
-    return overrides

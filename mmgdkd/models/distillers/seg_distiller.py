@@ -1,6 +1,5 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """MMSegmentation glue: distil ``EncoderDecoder`` head logits pixel-wise."""
-import warnings
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -12,7 +11,7 @@ from mmseg.utils import add_prefix
 from torch import Tensor
 
 from .base_distiller import BaseDistiller
-from .utils import ModelSpec, load_model_cfg
+from .utils import ModelSpec, head_overrides_loss, load_model_cfg
 
 #: Distillation weight of the auxiliary head relative to the decode head in
 #: the published segmentation recipe.
@@ -69,7 +68,7 @@ class SegDistiller(BaseDistiller):
         super().__init__(student, teacher, **kwargs)
         self.logits_at = logits_at
         self._use_head_loss = {
-            tap: _overrides_loss(head)
+            tap: head_overrides_loss(head, BaseDecodeHead)
             for tap, head in self._heads(self.student).items()
         }
 
@@ -140,12 +139,3 @@ class SegDistiller(BaseDistiller):
             tap: resize(value, size=size, mode='bilinear', align_corners=False)
             for tap, value in logits.items()
         }
-
-
-def _overrides_loss(head: nn.Module) -> bool:
-    """Whether the head's ``loss`` is not MMSeg's forward + loss_by_feat."""
-    overrides = type(head).loss is not BaseDecodeHead.loss
-    if overrides:
-        warnings.warn(f'{type(head).__name__} overrides loss(); its logits '
-                      'are computed twice per step')
-    return overrides

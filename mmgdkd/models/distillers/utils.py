@@ -1,6 +1,7 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Model-config resolution and teacher checkpoint loading for distillers."""
 import os.path as osp
+import warnings
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -136,3 +137,18 @@ def load_teacher_checkpoint(teacher: nn.Module,
             f'architecture ({teacher_name}): ' + ' | '.join(problems))
     teacher.load_state_dict(state, strict=True)
     return checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
+
+
+def head_overrides_loss(head: nn.Module, host_head_cls: type) -> bool:
+    """Whether ``head.loss`` is more than the host's forward + loss.
+
+    Distillers reuse one head forward for the task loss and distillation;
+    a head that overrides ``loss`` (e.g. point sampling) keeps its own
+    semantics at the price of a second forward, which is warned about.
+    """
+    overrides = not isinstance(head, host_head_cls) or \
+        type(head).loss is not host_head_cls.loss
+    if overrides:
+        warnings.warn(f'{type(head).__name__} overrides loss(); its logits '
+                      'are computed twice per step')
+    return overrides
