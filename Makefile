@@ -11,7 +11,10 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): requirements/cpu-pinned.txt requirements/runtime.txt setup.py
+# The editable install also builds the native loss kernel: rebuild when its
+# source changes.
+$(STAMP): requirements/cpu-pinned.txt requirements/runtime.txt setup.py \
+		mmgdkd/models/losses/csrc/decoupled_kl.cpp
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/cpu-pinned.txt

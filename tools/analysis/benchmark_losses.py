@@ -3,12 +3,14 @@
 
 Methods, each on the same random logits (timing does not depend on values):
 
-  gdkd     mmgdkd's ``GDKDLoss`` (fused kernel, closed-form gradient)
+  gdkd     mmgdkd's ``GDKDLoss`` (closed-form gradient; on CPU the fused
+           native kernel, with ``--backend torch`` its pure-torch twin,
+           which is also what runs on CUDA)
   gdkd-ref the same formula written straightforwardly with autograd, as the
            published code does: rows ``(N*H*W, C)``, ``torch.topk`` index
            masks, a softmax pair for the group masses and two masked
            ``log_softmax`` pairs (``-1000`` masking)
-  kd       mmgdkd's ``KDLoss``
+  kd       mmgdkd's ``KDLoss`` (same backend as ``gdkd``)
   ce       ``F.cross_entropy`` on the student logits (a floor)
 
 Cases: ``city`` Cityscapes decode-head logits at stride 8 of a 1024x2048
@@ -47,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 import mmgdkd  # noqa: F401  (registers the losses)
-from mmgdkd.models.losses import GDKDLoss, KDLoss
+from mmgdkd.models.losses import GDKDLoss, KDLoss, functional
 
 CASES = {
     'city': dict(shape=(8, 19, 128, 256), k=3, w=(1.0, 1.0, 2.0), T=1.0),
@@ -179,6 +181,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None,
                         help="torch.set_num_threads (default: torch's)")
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--backend', choices=('auto', 'torch'), default='auto',
+        help="'torch' disables the native CPU kernel (the CUDA code path)")
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the peak-memory measurement')
     return parser.parse_args()
@@ -188,8 +193,13 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.backend == 'torch':
+        functional._native = None
+    backend = ('native CPU kernel' if functional.native_available()
+               and args.device == 'cpu' else 'pure torch')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'device {args.device}, median of {args.repeat} steps')
+          f'device {args.device}, losses: {backend}, median of '
+          f'{args.repeat} steps')
     header = f'{"case":10s} {"method":9s} {"fwd+bwd ms":>11s} {"peak MiB":>9s}'
     for name in args.cases:
         case = CASES[name]

@@ -1,12 +1,14 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 from .cwd_loss import CWDLoss
 from .dkd_loss import DKDLoss
-from .functional import (adaptive_k, adaptive_topk_mask, decoupled_kl,
-                         label_mask, topk_masks)
+from .functional import (LabelGroup, TopK, adaptive_k, adaptive_topk_mask,
+                         decoupled_kl, label_mask, native_available,
+                         topk_masks)
 from .gdkd_loss import GDKDLoss
 from .kd_loss import KDLoss
 
 __all__ = [
     'GDKDLoss', 'DKDLoss', 'KDLoss', 'CWDLoss', 'decoupled_kl', 'topk_masks',
-    'adaptive_k', 'adaptive_topk_mask', 'label_mask'
+    'adaptive_k', 'adaptive_topk_mask', 'label_mask', 'TopK', 'LabelGroup',
+    'native_available'
 ]

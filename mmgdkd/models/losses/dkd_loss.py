@@ -5,7 +5,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmgdkd.registry import register_model
-from .functional import decoupled_kl, label_mask
+from .functional import LabelGroup, decoupled_kl
 from .utils import (check_non_negative, check_positive, no_autocast,
                     prepare_logits)
 
@@ -85,8 +85,7 @@ class DKDLoss(nn.Module):
         with no_autocast(batch.student):
             # {label} is a singleton: no within term (weight None).
             loss, parts = decoupled_kl(
-                batch.student, batch.teacher,
-                [label_mask(labels, num_classes)], self.alpha,
+                batch.student, batch.teacher, LabelGroup(labels), self.alpha,
                 [None, self.beta], self.temperature, 'forward', batch.valid,
                 self.loss_weight)
         self.last_components = dict(tckd=parts[0], nckd=parts[2])

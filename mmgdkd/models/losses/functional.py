@@ -19,12 +19,65 @@ is kept for backward. Group masses are per-group sums of one ``exp`` pass
 (float 0/1 masks split it exactly), never ``log`` of a sum of probabilities
 and never three ``log_softmax`` pairs.
 
-This file is pure torch and imports nothing from the OpenMMLab stack.
+Backends: on CPU, float32, the fused native kernel ``csrc/decoupled_kl.cpp``
+(built with the package, see ``setup.py``) computes partition, loss and
+gradient in one sweep; :func:`_decoupled_kl_forward` below is the pure-torch
+twin, used on CUDA, for float64, when the kernel is not built or is disabled
+with ``MMGDKD_NATIVE=0``, and as the reference the kernel is tested against.
+
+This file imports nothing from the OpenMMLab stack.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+import os
+import warnings
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+
+_NATIVE_VERSION = 1  # must match kVersion in csrc/decoupled_kl.cpp
+
+
+def _load_native():
+    """The compiled kernel module, or ``None`` (not built, stale, or
+    disabled by ``MMGDKD_NATIVE=0``)."""
+    if os.environ.get('MMGDKD_NATIVE', '1') == '0':
+        return None
+    try:
+        from . import _decoupled_kl_cpu as module
+    except ImportError:
+        return None
+    if getattr(module, 'VERSION', None) != _NATIVE_VERSION:
+        warnings.warn('mmgdkd: the built decoupled-KL kernel is stale '
+                      f'(version {getattr(module, "VERSION", None)}, expected '
+                      f'{_NATIVE_VERSION}); rebuild with `pip install -e .`. '
+                      'Using the pure-torch path.')
+        return None
+    return module
+
+
+_native = _load_native()
+
+
+def native_available() -> bool:
+    """Whether the fused CPU kernel is built and enabled."""
+    return _native is not None
+
+
+class TopK(NamedTuple):
+    """Partition by the teacher: its ``k`` largest classes (smallest if not
+    ``largest``) and the rest; with ``split_top1`` the top-1 class is a
+    group of its own (GDKD3: top-1 / top-2..k / rest). ``span`` (max - min
+    of the teacher logits) saves the torch path a pass if known."""
+    k: int
+    largest: bool = True
+    split_top1: bool = False
+    span: Optional[float] = None
+
+
+class LabelGroup(NamedTuple):
+    """Partition by the label (DKD): ``{label}`` and the rest. ``labels``
+    is ``(N, L)`` int64 in ``[0, C)`` (remap ignored rows first)."""
+    labels: Tensor
 
 KL_TYPES = ('forward', 'reverse', 'both')
 # (share of forward KL, share of reverse KL) in the within-group divergence.
@@ -335,20 +388,101 @@ def _decoupled_kl_forward(student: Tensor, teacher: Tensor,
     return loss, parts, grad
 
 
+def _partition_masks(partition, teacher: Tensor) -> List[Tensor]:
+    """Float masks of groups ``0 .. G-2`` for the torch path."""
+    if partition is None:
+        return []
+    if isinstance(partition, TopK):
+        top, top1 = topk_masks(teacher, partition.k, partition.largest,
+                               partition.split_top1, partition.span)
+        return [top1, top.sub_(top1)] if partition.split_top1 else [top]
+    if isinstance(partition, LabelGroup):
+        return [label_mask(partition.labels, teacher.shape[1])]
+    return list(partition)
+
+
+def _native_forward(student: Tensor, teacher: Tensor, partition, w0: float,
+                    weights: Sequence[Optional[float]], temperature: float,
+                    kl_type: str, valid: Optional[Tensor], n_valid: int,
+                    loss_weight: float, need_grad: bool):
+    """:func:`_decoupled_kl_forward` by the fused CPU kernel (float32)."""
+    n, c, length = student.shape
+    labels = ids = None
+    if partition is None:
+        mode, k = 0, 0
+    elif isinstance(partition, TopK):
+        mode = 4 if partition.split_top1 else (2 if partition.largest else 3)
+        k = partition.k
+    elif isinstance(partition, LabelGroup):
+        mode, k, labels = 1, 0, partition.labels
+    else:  # explicit masks -> uint8 group ids
+        mode, k = 5, 0
+        ids = torch.full(student.shape, len(partition), dtype=torch.uint8)
+        for g, mask in enumerate(partition):
+            ids.masked_fill_(mask.bool(), g)
+    if length == 1 and n > 1:
+        # Rows are vectorised along L: a (N, C) batch becomes (1, C, N).
+        student = student.view(n, c).t().unsqueeze(0)
+        teacher = teacher.view(n, c).t().unsqueeze(0)
+        if valid is not None:
+            valid = valid.view(1, n)
+        if labels is not None:
+            labels = labels.view(1, n)
+        if ids is not None:
+            ids = ids.view(n, c).t().unsqueeze(0)
+    student, teacher = student.contiguous(), teacher.contiguous()
+    if labels is not None:
+        labels = labels.contiguous()
+    if ids is not None:
+        ids = ids.contiguous()
+    valid_u8 = None if valid is None else valid.to(torch.uint8).contiguous()
+    grad = torch.empty_like(student) if need_grad else None
+    fwd, rev = _KL_SHARES[kl_type]
+
+    def ptr(t):
+        return 0 if t is None else t.data_ptr()
+
+    sums = _native.forward(
+        ptr(student), ptr(teacher), ptr(grad), ptr(valid_u8), ptr(labels),
+        ptr(ids), *student.shape, mode, k, len(weights), 1.0 / temperature,
+        w0, fwd, rev, [w or 0.0 for w in weights],
+        [0.0 if w is None else 1.0 for w in weights],
+        loss_weight * temperature / n_valid, torch.get_num_threads())
+    parts = torch.tensor(sums, dtype=torch.float32) * (
+        temperature * temperature / n_valid)
+    group_w = torch.tensor([w or 0.0 for w in weights])
+    loss = loss_weight * (w0 * parts[0] + (group_w * parts[1:]).sum())
+    if grad is not None and length == 1 and n > 1:
+        grad = grad.view(c, n).t().unsqueeze(2)
+    return loss, parts, grad
+
+
+def _use_native(student: Tensor, n_groups: int) -> bool:
+    return (_native is not None and student.device.type == 'cpu'
+            and student.dtype != torch.float64
+            and n_groups <= _native.MAX_GROUPS)
+
+
 class _DecoupledKL(torch.autograd.Function):
     """Loss and closed-form gradient in one forward; backward only scales the
     saved gradient. The teacher gets no gradient (it is detached by
     contract)."""
 
     @staticmethod
-    def forward(ctx, student, teacher, masks, w0, weights, temperature,
+    def forward(ctx, student, teacher, partition, w0, weights, temperature,
                 kl_type, valid, n_valid, loss_weight):
         need_grad = ctx.needs_input_grad[0]
         with torch.autocast(student.device.type, enabled=False):
-            loss, parts, grad = _decoupled_kl_forward(
-                to_compute_dtype(student), to_compute_dtype(teacher), masks,
-                w0, weights, temperature, kl_type, valid, n_valid,
-                loss_weight, need_grad)
+            args = (to_compute_dtype(student), to_compute_dtype(teacher))
+            if _use_native(student, len(weights)):
+                loss, parts, grad = _native_forward(
+                    *args, partition, w0, weights, temperature, kl_type,
+                    valid, n_valid, loss_weight, need_grad)
+            else:
+                masks = _partition_masks(partition, args[1])
+                loss, parts, grad = _decoupled_kl_forward(
+                    *args, masks, w0, weights, temperature, kl_type, valid,
+                    n_valid, loss_weight, need_grad)
         ctx.input_dtype = student.dtype
         if grad is not None:
             ctx.save_for_backward(grad)
@@ -378,7 +512,8 @@ def _graph_kept() -> bool:
 
 def decoupled_kl(student: Tensor,
                  teacher: Tensor,
-                 groups: Union[None, Tensor, Sequence[Tensor]],
+                 groups: Union[None, TopK, LabelGroup, Tensor,
+                               Sequence[Tensor]],
                  w0: float,
                  weights: Sequence[Optional[float]],
                  temperature: float = 1.0,
@@ -400,11 +535,13 @@ def decoupled_kl(student: Tensor,
         student (Tensor): ``(N, C, L)`` student logits, any float dtype.
         teacher (Tensor): ``(N, C, L)`` teacher logits; treated as a constant
             (no gradient flows to it).
-        groups: ``None`` for one group (KD); or ``G - 1`` disjoint
-            ``(N, C, L)`` bool/float masks for groups ``0 .. G-2``, the last
-            group being the complement; or an integer ``(N, C, L)`` tensor of
-            group ids in ``[0, len(weights))``. Every group must be non-empty
-            on every row.
+        groups: ``None`` for one group (KD); a :class:`TopK` or
+            :class:`LabelGroup` partition (groups in the order they
+            describe, the rest last); ``G - 1`` disjoint ``(N, C, L)``
+            bool/float masks for groups ``0 .. G-2``, the last group being
+            the complement; or an integer ``(N, C, L)`` tensor of group ids
+            in ``[0, len(weights))``. Every group must be non-empty on every
+            row.
         w0 (float): Weight of the group-mass KL.
         weights (Sequence[float | None]): Per-group weight of ``D``;
             ``None`` marks a singleton group (its ``D`` is 0, skipped).
@@ -421,16 +558,20 @@ def decoupled_kl(student: Tensor,
         row the loss is ``student.sum() * 0`` (a zero that keeps the graph).
     """
     if groups is None:
-        masks = []
-    elif isinstance(groups, Tensor):
-        masks = group_masks(groups, len(weights))
+        partition, n_groups = None, 1
+    elif isinstance(groups, TopK):
+        partition, n_groups = groups, 3 if groups.split_top1 else 2
+    elif isinstance(groups, LabelGroup):
+        partition, n_groups = groups, 2
     else:
-        masks = list(groups)
-    dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
-    masks = [m if m.dtype == dtype else m.to(dtype) for m in masks]
-    if len(masks) + 1 != len(weights):
-        raise ValueError(f'{len(masks) + 1} groups but {len(weights)} '
-                         'weights')
+        if isinstance(groups, Tensor):
+            groups = group_masks(groups, len(weights))
+        dtype = (torch.float64
+                 if student.dtype == torch.float64 else torch.float32)
+        partition = [m if m.dtype == dtype else m.to(dtype) for m in groups]
+        n_groups = len(partition) + 1
+    if n_groups != len(weights):
+        raise ValueError(f'{n_groups} groups but {len(weights)} weights')
     if kl_type not in KL_TYPES:
         raise ValueError(f'kl_type must be one of {KL_TYPES}, got '
                          f'{kl_type!r}')
@@ -441,6 +582,6 @@ def decoupled_kl(student: Tensor,
     if n_valid == 0:
         zero = (student.sum() * 0).float()
         return zero, zero.new_zeros(1 + len(weights))
-    return _DecoupledKL.apply(student, teacher, masks, float(w0),
+    return _DecoupledKL.apply(student, teacher, partition, float(w0),
                               list(weights), float(temperature), kl_type,
                               valid, n_valid, float(loss_weight))

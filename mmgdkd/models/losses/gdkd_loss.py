@@ -1,12 +1,11 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch.nn as nn
 from torch import Tensor
 
 from mmgdkd.registry import register_model
-from .functional import (KL_TYPES, adaptive_topk_mask, decoupled_kl,
-                         topk_masks)
+from .functional import KL_TYPES, TopK, adaptive_topk_mask, decoupled_kl
 from .utils import (check_below_classes, check_choice, check_int,
                     check_non_negative, check_positive, no_autocast,
                     prepare_logits)
@@ -88,9 +87,10 @@ class GDKDLoss(nn.Module):
         self._loss_name = loss_name
         self.last_components: Dict[str, Tensor] = {}
 
-    def _partition(self, teacher: Tensor,
-                   span: float) -> Tuple[List[Tensor], List[Optional[float]]]:
-        """Group masks of the teacher ``(N, C, L)`` and per-group weights."""
+    def _partition(self, teacher: Tensor, span: float
+                   ) -> Tuple[Union[TopK, List[Tensor]], List[Optional[float]]]:
+        """Partition of the teacher ``(N, C, L)`` (a :class:`TopK` spec, or
+        masks for ``'adaptive'``) and the per-group weights."""
         num_classes = teacher.shape[1]
         if self.strategy == 'adaptive':
             max_k = num_classes - 1 if self.max_k is None else self.max_k
@@ -100,14 +100,13 @@ class GDKDLoss(nn.Module):
             return [mask], [self.w1, self.w2]
         check_below_classes('k', self.k, num_classes)
         if self.strategy == 'topk3':
-            top_k, top_1 = topk_masks(
-                teacher, self.k, with_top1=True, span=span)
             # top-1 is a singleton: no within term (weight None).
-            return [top_1, top_k.sub_(top_1)], [None, self.w1, self.w2]
-        mask, _ = topk_masks(
-            teacher, self.k, largest=self.strategy != 'worst', span=span)
+            return TopK(self.k, split_top1=True, span=span), \
+                [None, self.w1, self.w2]
+        partition = TopK(
+            self.k, largest=self.strategy != 'worst', span=span)
         # k = 1: the top group is a singleton, low_top is exactly 0.
-        return [mask], [self.w1 if self.k > 1 else None, self.w2]
+        return partition, [self.w1 if self.k > 1 else None, self.w2]
 
     def forward(self,
                 student_logits: Tensor,
@@ -124,8 +123,8 @@ class GDKDLoss(nn.Module):
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
         with no_autocast(batch.student):
-            masks, weights = self._partition(batch.teacher, batch.span)
-            loss, parts = decoupled_kl(batch.student, batch.teacher, masks,
+            partition, weights = self._partition(batch.teacher, batch.span)
+            loss, parts = decoupled_kl(batch.student, batch.teacher, partition,
                                        self.w0, weights, self.temperature,
                                        self.kl_type, batch.valid,
                                        self.loss_weight)

@@ -1,0 +1,656 @@
+// Copyright (c) mmgdkd contributors. All rights reserved.
+//
+// Fused CPU kernel of the decoupled KL (KD, DKD, GDKD, GDKD3): the class
+// partition, the loss and the closed-form gradient of spec section 3 in one
+// sweep over the logits, for float32 channel-first ``(N, C, L)`` tensors.
+//
+// The Python twin is ``_decoupled_kl_forward`` in ``functional.py``; it is the
+// reference this kernel is tested against and the path for CUDA, float64 and
+// builds without this extension. The torch path needs a dozen full-size
+// passes for GDKD (top-k, group split, sums, gradient); here a block of
+// ``kBlock`` rows (pixels) is loaded once and every step runs on it while it
+// sits in L1, vectorised across the rows, so GDKD costs little more than KD.
+//
+// Numerics: every group is shifted by its own maximum before ``exp``, so no
+// group sum can underflow (each holds a term exp(0) = 1) and log group masses
+// are exact log-sum-exps; out-of-group entries never reach ``exp``. A
+// non-finite student logit makes its row's loss and gradient NaN (as in the
+// torch path), so that AMP's grad scaler sees it.
+//
+// Plain C++17 and the CPython API only (no torch headers): it builds in a
+// second and runs on any CPU; on x86-64 the hot loops are also compiled for
+// AVX2 and AVX-512 and picked at load time (``target_clones``).
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int kVersion = 1;    // checked by the Python side against stale builds
+constexpr int kBlock = 16;     // rows per block: one AVX-512 register of floats
+constexpr int kMaxGroups = 4;  // partitions with more groups use the torch path
+
+enum Mode : int {
+  kWhole = 0,    // one group (KD)
+  kLabel = 1,    // {label} / rest (DKD)
+  kTopK = 2,     // teacher top-k / rest (GDKD)
+  kBottomK = 3,  // teacher bottom-k / rest (GDKD ablation 'worst')
+  kTopK3 = 4,    // top-1 / top-2..k / rest (GDKD3)
+  kGroupIds = 5  // explicit uint8 group ids (adaptive k, custom partitions)
+};
+
+struct Params {
+  const float* student;
+  const float* teacher;
+  float* grad;             // nullptr: no gradient wanted
+  const uint8_t* valid;    // (N, L) or nullptr (every row counts)
+  const int64_t* labels;   // (N, L), kLabel only
+  const uint8_t* ids;      // (N, C, L), kGroupIds only
+  int64_t n, c, l;
+  int mode, k, groups;
+  float inv_t, w0;
+  float fwd, rev;          // shares of forward / reverse KL in D
+  float wf[kMaxGroups];    // fwd * weight of D per group (0: no D)
+  float wr[kMaxGroups];    // rev * weight of D per group
+  float active[kMaxGroups];  // 1 where the group's D is computed
+  float grad_scale;        // loss_weight * T / n_valid
+};
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define MMGDKD_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MMGDKD_CLONES
+#endif
+#define MMGDKD_INLINE inline __attribute__((always_inline))
+// Loops across the rows of a block are vectorised (-fopenmp-simd; no
+// OpenMP runtime is linked).
+#define MMGDKD_SIMD _Pragma("omp simd")
+
+// exp for x <= 0 (arguments are shifted by a maximum), branch-free so that
+// it vectorises: Cody-Waite range reduction and the Cephes expf polynomial,
+// about 1 ulp. Below -87 the result is clamped to ~1.6e-38 instead of
+// reaching the subnormal range; such a term is at most 1.6e-38 of its group
+// sum, which holds a 1.
+MMGDKD_INLINE float exp_nonpositive(float x) {
+  x = std::max(x, -87.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+// log for normal x > 0 (group sums, in [1e-30, C]), branch-free:
+// exponent split and the Cephes logf polynomial, about 1 ulp.
+MMGDKD_INLINE float log_positive(float x) {
+  int32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
+  bits = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
+  float m;
+  std::memcpy(&m, &bits, sizeof(m));
+  const bool small = m < 0.707106781186547524f;
+  e = small ? e - 1.0f : e;
+  m = small ? m + m - 1.0f : m - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  return m + y + 0.693359375f * e;
+}
+
+// Per-thread scratch for one block.
+struct Scratch {
+  std::vector<float> s, t;        // (C, kBlock) logits of the block
+  std::vector<float> es, et;      // (C, kBlock) exp of the shifted logits
+  std::vector<float> gid;         // (C, kBlock) group of each entry (as
+                                  // float: every lane 32 bits wide)
+  std::vector<float> kth;         // (k, kBlock) running top-k of the teacher
+  // The block's logits: entry (c, j) at sp[c * stride + j]; the inputs
+  // themselves (stride L) or, for a last partial block, s/t padded.
+  const float* sp = nullptr;
+  const float* tp = nullptr;
+  int64_t stride = kBlock;
+  explicit Scratch(const Params& p)
+      : s(p.c * kBlock), t(p.c * kBlock), es(p.c * kBlock),
+        et(p.c * kBlock), gid(p.c * kBlock),
+        kth(std::max(p.k, 1) * kBlock) {}
+};
+
+// Running top-k of the teacher (of -t for bottom-k) per row of a block:
+// insertion into K sorted values, vectorised across the rows. With K known
+// at compile time the values stay in registers.
+template <int K>
+MMGDKD_CLONES void topk_values_fixed(const Params& p, Scratch& w) {
+  const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
+  float v[K][kBlock];
+  for (int i = 0; i < K; ++i)
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j)
+      v[i][j] = -std::numeric_limits<float>::infinity();
+  for (int64_t c = 0; c < p.c; ++c) {
+    const float* t = w.tp + c * w.stride;
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) {
+      float x = sign * t[j];
+      for (int i = 0; i < K; ++i) {
+        const float hi = std::max(v[i][j], x);
+        x = std::min(v[i][j], x);
+        v[i][j] = hi;
+      }
+    }
+  }
+  std::memcpy(w.kth.data(), v, sizeof(v));
+}
+
+MMGDKD_CLONES
+void topk_values_any(const Params& p, Scratch& w) {
+  const int k = p.k;
+  const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
+  float* v = w.kth.data();
+  for (int i = 0; i < k * kBlock; ++i)
+    v[i] = -std::numeric_limits<float>::infinity();
+  for (int64_t c = 0; c < p.c; ++c) {
+    const float* t = w.tp + c * w.stride;
+    float x[kBlock];
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) x[j] = sign * t[j];
+    for (int i = 0; i < k; ++i) {
+      float* vi = v + i * kBlock;
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        const float hi = std::max(vi[j], x[j]);
+        x[j] = std::min(vi[j], x[j]);
+        vi[j] = hi;
+      }
+    }
+  }
+}
+
+void topk_values(const Params& p, Scratch& w) {
+  switch (p.k) {
+    case 1: topk_values_fixed<1>(p, w); break;
+    case 2: topk_values_fixed<2>(p, w); break;
+    case 3: topk_values_fixed<3>(p, w); break;
+    case 4: topk_values_fixed<4>(p, w); break;
+    case 5: topk_values_fixed<5>(p, w); break;
+    default: topk_values_any(p, w); break;
+  }
+}
+
+// Group ids from the top-k values: members are the entries >= the k-th
+// value. Returns false if ties gave some row more than k members (or more
+// than one top-1 for kTopK3); then assign_topk_exact decides.
+// kTopK3: 0 top-1, 1 top-2..k, 2 rest; otherwise 0 top-k, 1 rest.
+MMGDKD_CLONES
+bool assign_topk(const Params& p, Scratch& w) {
+  const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
+  const float* kth = w.kth.data() + (p.k - 1) * kBlock;
+  const float* top = w.kth.data();
+  const bool split_top1 = p.mode == kTopK3;
+  float members[kBlock] = {0}, firsts[kBlock] = {0};
+  for (int64_t c = 0; c < p.c; ++c) {
+    const float* t = w.tp + c * w.stride;
+    float* g = w.gid.data() + c * kBlock;
+    if (split_top1) {
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        const float member = t[j] >= kth[j] ? 1.0f : 0.0f;
+        const float first = t[j] >= top[j] ? 1.0f : 0.0f;
+        members[j] += member;
+        firsts[j] += first;
+        g[j] = 2.0f - member - first;
+      }
+    } else {
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        const float member = sign * t[j] >= kth[j] ? 1.0f : 0.0f;
+        members[j] += member;
+        g[j] = 1.0f - member;
+      }
+    }
+  }
+  bool exact = true;
+  for (int j = 0; j < kBlock; ++j)
+    exact = exact && members[j] == p.k && (!split_top1 || firsts[j] == 1.0f);
+  return exact;
+}
+
+// Group ids with ties broken towards the lower class index, so that every
+// row has exactly k members (ties are common with fp16 teachers).
+void assign_topk_exact(const Params& p, Scratch& w) {
+  const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
+  const float* kth = w.kth.data() + (p.k - 1) * kBlock;
+  const float* top = w.kth.data();
+  const bool split_top1 = p.mode == kTopK3;
+  for (int j = 0; j < kBlock; ++j) {
+    int above = 0;
+    for (int64_t c = 0; c < p.c; ++c)
+      above += sign * w.tp[c * w.stride + j] > kth[j];
+    int equal_left = p.k - above;
+    bool top1_left = true;
+    for (int64_t c = 0; c < p.c; ++c) {
+      const float y = sign * w.tp[c * w.stride + j];
+      const bool tie = y == kth[j] && equal_left > 0;
+      equal_left -= tie;
+      const bool member = y > kth[j] || tie;
+      const bool first = split_top1 && top1_left && y == top[j];
+      top1_left = top1_left && !first;
+      w.gid[c * kBlock + j] =
+          first ? 0.0f : (member ? (split_top1 ? 1.0f : 0.0f)
+                                 : (split_top1 ? 2.0f : 1.0f));
+    }
+  }
+}
+
+// Exponentials below this in a group sum mean the row-max shift was too
+// far from the group's own maximum (a group ~69 nats or more below the
+// row's best class): the block is redone with group-wise shifts.
+constexpr float kTiny = 1e-30f;
+
+// Loss rows and gradient of one block once its group ids are set (REV: the
+// divergence has a reverse-KL share). EXACT:
+// each group is shifted by its own maximum (never underflows); otherwise by
+// the row maximum (cheaper), and false is returned, with nothing written,
+// if a group sum is below kTiny.
+template <int G, bool EXACT, bool REV>
+MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
+                                int64_t l0, int width, double* acc) {
+  const int64_t c_n = p.c;
+  const float inv_t = p.inv_t;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const float* gid = w.gid.data();
+  // The exp shifts: group (EXACT) or row maxima of student and teacher.
+  float gs[G][kBlock], gt[G][kBlock];
+  for (int g = 0; g < G; ++g)
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) gs[g][j] = gt[g][j] = ninf;
+  float finite[kBlock] = {0};  // sum of s * 0: NaN iff a logit is not finite
+  for (int64_t c = 0; c < c_n; ++c) {
+    const float* s = w.sp + c * w.stride;
+    const float* t = w.tp + c * w.stride;
+    const float* gc = gid + c * kBlock;
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) finite[j] += s[j] * 0.0f;
+    if (!EXACT || G == 1) {
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        gs[0][j] = std::max(gs[0][j], s[j]);
+        gt[0][j] = std::max(gt[0][j], t[j]);
+      }
+      continue;
+    }
+    for (int g = 0; g < G; ++g) {
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        const bool in = gc[j] == g;
+        gs[g][j] = std::max(gs[g][j], in ? s[j] : ninf);
+        gt[g][j] = std::max(gt[g][j], in ? t[j] : ninf);
+      }
+    }
+  }
+  if (!EXACT) {
+    for (int g = 1; g < G; ++g)
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        gs[g][j] = gs[0][j];
+        gt[g][j] = gt[0][j];
+      }
+  }
+  // exp of the shifted logits, group sums, sum(e_t d) and sum(e_s d) with
+  // d = c_t - c_s (c = shifted logits / T).
+  float ss[G][kBlock], st[G][kBlock], fw[G][kBlock], rv[G][kBlock];
+  for (int g = 0; g < G; ++g)
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) ss[g][j] = st[g][j] = fw[g][j] = rv[g][j] = 0.0f;
+  for (int64_t c = 0; c < c_n; ++c) {
+    const float* s = w.sp + c * w.stride;
+    const float* t = w.tp + c * w.stride;
+    float* es = w.es.data() + c * kBlock;
+    float* et = w.et.data() + c * kBlock;
+    const float* gc = gid + c * kBlock;
+    float dd[kBlock];
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) {
+      float shift_s = gs[0][j], shift_t = gt[0][j];
+      for (int g = 1; EXACT && g < G; ++g) {
+        shift_s = gc[j] == g ? gs[g][j] : shift_s;
+        shift_t = gc[j] == g ? gt[g][j] : shift_t;
+      }
+      const float cs = (s[j] - shift_s) * inv_t;
+      const float ct = (t[j] - shift_t) * inv_t;
+      const float e_s = exp_nonpositive(cs), e_t = exp_nonpositive(ct);
+      const float d = ct - cs;
+      es[j] = e_s;
+      et[j] = e_t;
+      dd[j] = d;
+    }
+    for (int g = 0; g < G; ++g) {
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        const bool in = G == 1 || gc[j] == g;
+        ss[g][j] += in ? es[j] : 0.0f;
+        st[g][j] += in ? et[j] : 0.0f;
+        fw[g][j] += in ? et[j] * dd[j] : 0.0f;
+        if (REV) rv[g][j] += in ? es[j] * dd[j] : 0.0f;
+      }
+    }
+  }
+  if (!EXACT && G > 1) {
+    bool ok = true;
+    for (int g = 0; g < G; ++g)
+      for (int j = 0; j < width; ++j)
+        ok = ok && ss[g][j] >= kTiny && st[g][j] >= kTiny;
+    if (!ok) return false;
+  }
+  // Per row (vectorised across the block): log group masses
+  // log b(g) = log S(g) + shift(g) / T - log sum_g' (...), the loss terms
+  // and the per-group gradient coefficients. Every S(g) is in [kTiny, C].
+  float lbs[G][kBlock], lbt[G][kBlock], lam[G][kBlock];
+  float coef_a[G][kBlock], coef_b[G][kBlock], coef_c[G][kBlock],
+      rmean[G][kBlock];
+  float high[kBlock], within[G][kBlock], scale[kBlock], bad[kBlock];
+  bool counted[kBlock];
+  MMGDKD_SIMD
+  for (int j = 0; j < kBlock; ++j) {
+    counted[j] = j < width &&
+                 (p.valid == nullptr || p.valid[n * p.l + l0 + j] != 0);
+    scale[j] = counted[j] ? p.grad_scale : 0.0f;
+    // Rows that do not count must not turn the loss NaN.
+    bad[j] = counted[j] ? finite[j] : 0.0f;
+  }
+  float max_s[kBlock], max_t[kBlock];
+  MMGDKD_SIMD
+  for (int j = 0; j < kBlock; ++j)
+    max_s[j] = max_t[j] = -std::numeric_limits<float>::infinity();
+  for (int g = 0; g < G; ++g) {
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) {
+      const float log_ss = log_positive(ss[g][j]);
+      const float log_st = log_positive(st[g][j]);
+      lam[g][j] = log_ss - log_st;
+      lbs[g][j] = log_ss + gs[g][j] * inv_t;
+      lbt[g][j] = log_st + gt[g][j] * inv_t;
+      max_s[j] = std::max(max_s[j], lbs[g][j]);
+      max_t[j] = std::max(max_t[j], lbt[g][j]);
+    }
+  }
+  float sum_s[kBlock] = {0}, sum_t[kBlock] = {0};
+  for (int g = 0; g < G; ++g) {
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) {
+      sum_s[j] += exp_nonpositive(lbs[g][j] - max_s[j]);
+      sum_t[j] += exp_nonpositive(lbt[g][j] - max_t[j]);
+    }
+  }
+  MMGDKD_SIMD
+  for (int j = 0; j < kBlock; ++j) {
+    max_s[j] += log_positive(sum_s[j]);  // now the log normalisers
+    max_t[j] += log_positive(sum_t[j]);
+    high[j] = 0.0f;
+  }
+  for (int g = 0; g < G; ++g) {
+    const float w_fwd = p.fwd, w_rev = p.rev, on = p.active[g];
+    const float wf = p.wf[g], wr = p.wr[g], w0 = p.w0;
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) {
+      const float ls = lbs[g][j] - max_s[j], lt = lbt[g][j] - max_t[j];
+      const float bs = exp_nonpositive(ls), bt = exp_nonpositive(lt);
+      if (G > 1) high[j] += bt * (lt - ls);
+      const float inv_ss = 1.0f / ss[g][j], inv_st = 1.0f / st[g][j];
+      const float mean_rev = rv[g][j] * inv_ss;
+      // forward KL(q^||p^) = sum(e_t d) / S_t + lam,
+      // reverse KL(p^||q^) = -sum(e_s d) / S_s - lam
+      within[g][j] = on * (w_fwd * (fw[g][j] * inv_st + lam[g][j]) -
+                           w_rev * (mean_rev + lam[g][j]));
+      // d loss / d z_j = T [w0 p^_j (b_s - b_t) + wf (p^_j - q^_j)
+      //                     + wr p^_j (sum(p^ d) - d_j)] (spec section 3)
+      coef_a[g][j] = (w0 * (bs - bt) + wf) * inv_ss * scale[j] + bad[j];
+      coef_b[g][j] = wf * inv_st * scale[j];
+      coef_c[g][j] = wr * inv_ss * scale[j];
+      rmean[g][j] = mean_rev;
+    }
+  }
+  float block_high = 0.0f, block_within[G] = {0};
+  MMGDKD_SIMD
+  for (int j = 0; j < kBlock; ++j) {
+    block_high += counted[j] ? high[j] + bad[j] : 0.0f;
+    for (int g = 0; g < G; ++g)
+      block_within[g] += counted[j] ? within[g][j] : 0.0f;
+  }
+  acc[0] += block_high;
+  for (int g = 0; g < G; ++g) acc[1 + g] += block_within[g];
+  if (p.grad == nullptr) return true;
+  for (int64_t c = 0; c < c_n; ++c) {
+    const float* s = w.sp + c * w.stride;
+    const float* t = w.tp + c * w.stride;
+    const float* es = w.es.data() + c * kBlock;
+    const float* et = w.et.data() + c * kBlock;
+    const float* gc = gid + c * kBlock;
+    float out[kBlock];
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) {
+      float a = coef_a[0][j], b = coef_b[0][j], cc = coef_c[0][j],
+            m = rmean[0][j], shift_s = gs[0][j], shift_t = gt[0][j];
+      for (int g = 1; g < G; ++g) {
+        const bool in = gc[j] == g;
+        a = in ? coef_a[g][j] : a;
+        b = in ? coef_b[g][j] : b;
+        if (REV) {
+          cc = in ? coef_c[g][j] : cc;
+          m = in ? rmean[g][j] : m;
+        }
+        if (EXACT && REV) {
+          shift_s = in ? gs[g][j] : shift_s;
+          shift_t = in ? gt[g][j] : shift_t;
+        }
+      }
+      float value = es[j] * a - et[j] * b;
+      if (REV) {
+        const float d = ((t[j] - shift_t) - (s[j] - shift_s)) * inv_t;
+        value -= es[j] * (d - m) * cc;
+      }
+      out[j] = value;
+    }
+    float* dst = p.grad + (n * c_n + c) * p.l + l0;
+    std::memcpy(dst, out, sizeof(float) * width);
+  }
+  return true;
+}
+
+// Load block (n, l0..l0+width) into scratch (tail rows padded with zeros,
+// which are valid logits: they are computed and discarded).
+void load_block(const Params& p, Scratch& w, int64_t n, int64_t l0,
+                int width) {
+  const int64_t base = n * p.c * p.l + l0;
+  if (width == kBlock) {
+    w.sp = p.student + base;
+    w.tp = p.teacher + base;
+    w.stride = p.l;
+  } else {
+    for (int64_t c = 0; c < p.c; ++c) {
+      float* s = w.s.data() + c * kBlock;
+      float* t = w.t.data() + c * kBlock;
+      std::memcpy(s, p.student + base + c * p.l, sizeof(float) * width);
+      std::memcpy(t, p.teacher + base + c * p.l, sizeof(float) * width);
+      std::fill(s + width, s + kBlock, 0.0f);
+      std::fill(t + width, t + kBlock, 0.0f);
+    }
+    w.sp = w.s.data();
+    w.tp = w.t.data();
+    w.stride = kBlock;
+  }
+  if (p.mode == kGroupIds) {
+    for (int64_t c = 0; c < p.c; ++c) {
+      const uint8_t* ids = p.ids + base + c * p.l;
+      float* g = w.gid.data() + c * kBlock;
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j)
+        g[j] = j < width ? static_cast<float>(ids[j]) : 0.0f;
+    }
+  }
+  if (p.mode == kLabel) {
+    float label[kBlock];
+    for (int j = 0; j < kBlock; ++j)
+      label[j] = j < width ? static_cast<float>(p.labels[n * p.l + l0 + j])
+                           : 0.0f;
+    for (int64_t c = 0; c < p.c; ++c) {
+      float* g = w.gid.data() + c * kBlock;
+      const float cf = static_cast<float>(c);
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) g[j] = label[j] == cf ? 0.0f : 1.0f;
+    }
+  }
+}
+
+template <int G>
+void run_blocks(const Params& p, int64_t first, int64_t last, double* acc) {
+  Scratch w(p);
+  const int64_t per_row = (p.l + kBlock - 1) / kBlock;
+  for (int64_t b = first; b < last; ++b) {
+    const int64_t n = b / per_row;
+    const int64_t l0 = (b % per_row) * kBlock;
+    const int width = static_cast<int>(std::min<int64_t>(kBlock, p.l - l0));
+    load_block(p, w, n, l0, width);
+    if (p.mode == kTopK || p.mode == kBottomK || p.mode == kTopK3) {
+      topk_values(p, w);
+      if (!assign_topk(p, w)) assign_topk_exact(p, w);
+    }
+    if (p.rev != 0.0f) {
+      if (!block_kernel<G, false, true>(p, w, n, l0, width, acc))
+        block_kernel<G, true, true>(p, w, n, l0, width, acc);
+    } else if (!block_kernel<G, false, false>(p, w, n, l0, width, acc)) {
+      block_kernel<G, true, false>(p, w, n, l0, width, acc);
+    }
+  }
+}
+
+void run(const Params& p, int threads, double* totals) {
+  const int64_t per_row = (p.l + kBlock - 1) / kBlock;
+  const int64_t blocks = p.n * per_row;
+  // Below ~64k entries a thread costs more than it saves.
+  const int64_t useful = std::max<int64_t>(1, blocks * kBlock * p.c / 65536);
+  threads = static_cast<int>(std::max<int64_t>(
+      1, std::min<int64_t>({threads, useful, blocks})));
+  std::vector<double> acc(threads * (1 + kMaxGroups), 0.0);
+  auto work = [&](int i) {
+    const int64_t first = blocks * i / threads;
+    const int64_t last = blocks * (i + 1) / threads;
+    double* a = acc.data() + i * (1 + kMaxGroups);
+    switch (p.groups) {
+      case 1: run_blocks<1>(p, first, last, a); break;
+      case 2: run_blocks<2>(p, first, last, a); break;
+      case 3: run_blocks<3>(p, first, last, a); break;
+      default: run_blocks<4>(p, first, last, a); break;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(work, i);
+  work(0);
+  for (auto& th : pool) th.join();
+  // Fixed order: the same thread count gives the same bits.
+  for (int i = 0; i < threads; ++i)
+    for (int g = 0; g <= p.groups; ++g)
+      totals[g] += acc[i * (1 + kMaxGroups) + g];
+}
+
+PyObject* py_forward(PyObject*, PyObject* args) {
+  unsigned long long student, teacher, grad, valid, labels, ids;
+  long long n, c, l;
+  int mode, k, groups, threads;
+  float inv_t, w0, fwd, rev, grad_scale;
+  PyObject *weights, *active;
+  if (!PyArg_ParseTuple(args, "KKKKKKLLLiiiffffOOfi", &student, &teacher,
+                        &grad, &valid, &labels, &ids, &n, &c, &l, &mode, &k,
+                        &groups, &inv_t, &w0, &fwd, &rev, &weights, &active,
+                        &grad_scale, &threads))
+    return nullptr;
+  if (groups < 1 || groups > kMaxGroups || mode < kWhole || mode > kGroupIds ||
+      n < 1 || c < 2 || l < 1 ||
+      ((mode == kTopK || mode == kBottomK || mode == kTopK3) &&
+       (k < 1 || k >= c))) {
+    PyErr_SetString(PyExc_ValueError, "decoupled_kl kernel: bad arguments");
+    return nullptr;
+  }
+  Params p{};
+  p.student = reinterpret_cast<const float*>(student);
+  p.teacher = reinterpret_cast<const float*>(teacher);
+  p.grad = reinterpret_cast<float*>(grad);
+  p.valid = reinterpret_cast<const uint8_t*>(valid);
+  p.labels = reinterpret_cast<const int64_t*>(labels);
+  p.ids = reinterpret_cast<const uint8_t*>(ids);
+  p.n = n; p.c = c; p.l = l;
+  p.mode = mode; p.k = k; p.groups = groups;
+  p.inv_t = inv_t; p.w0 = w0; p.fwd = fwd; p.rev = rev;
+  p.grad_scale = grad_scale;
+  for (int g = 0; g < groups; ++g) {
+    PyObject* wo = PySequence_GetItem(weights, g);
+    PyObject* ao = PySequence_GetItem(active, g);
+    if (wo == nullptr || ao == nullptr) {
+      Py_XDECREF(wo); Py_XDECREF(ao);
+      return nullptr;
+    }
+    const double wg = PyFloat_AsDouble(wo), ag = PyFloat_AsDouble(ao);
+    Py_DECREF(wo); Py_DECREF(ao);
+    if (PyErr_Occurred()) return nullptr;
+    p.wf[g] = static_cast<float>(fwd * wg);
+    p.wr[g] = static_cast<float>(rev * wg);
+    p.active[g] = static_cast<float>(ag);
+  }
+  double totals[1 + kMaxGroups] = {0};
+  Py_BEGIN_ALLOW_THREADS
+  run(p, std::max(threads, 1), totals);
+  Py_END_ALLOW_THREADS
+  PyObject* out = PyTuple_New(1 + groups);
+  for (int g = 0; g <= groups; ++g)
+    PyTuple_SET_ITEM(out, g, PyFloat_FromDouble(totals[g]));
+  return out;
+}
+
+PyMethodDef kMethods[] = {
+    {"forward", py_forward, METH_VARARGS,
+     "forward(student, teacher, grad, valid, labels, ids, N, C, L, mode, k, "
+     "groups, inv_t, w0, fwd, rev, weights, active, grad_scale, threads) -> "
+     "row sums (high, D_0, .., D_{G-1}); writes the gradient if grad != 0."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_decoupled_kl_cpu",
+                       "Fused CPU decoupled-KL kernel (see decoupled_kl.cpp).",
+                       -1, kMethods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__decoupled_kl_cpu(void) {
+  PyObject* m = PyModule_Create(&kModule);
+  if (m == nullptr) return nullptr;
+  PyModule_AddIntConstant(m, "VERSION", kVersion);
+  PyModule_AddIntConstant(m, "BLOCK", kBlock);
+  PyModule_AddIntConstant(m, "MAX_GROUPS", kMaxGroups);
+  return m;
+}
