@@ -15,7 +15,7 @@ from mmgdkd.models.losses import (DKDLoss, GDKDLoss, KDLoss, LabelGroup,
                                   TopK, decoupled_kl, functional)
 
 pytestmark = pytest.mark.skipif(
-    not functional.native_available(),
+    os.environ.get('MMGDKD_NATIVE', '1') == '0',
     reason='native kernel disabled (MMGDKD_NATIVE=0)')
 
 
@@ -44,10 +44,12 @@ def assert_same(native, reference, rtol=2e-5, atol=1e-6):
 
 
 def test_native_is_built():
-    # CI installs with `make`, which builds the kernel: a failed build must
-    # not silently fall back there.
-    assert functional.native_available()
-    assert os.environ.get('MMGDKD_NATIVE', '1') != '0'
+    # `make` / `pip install -e .` build the kernel; a failed build installs
+    # anyway (pure-torch fallback), so it is caught here.
+    assert functional.native_available(), (
+        'the native loss kernel is not built: install a C++ compiler and '
+        're-run `pip install -e .`, or set MMGDKD_NATIVE=0 to test the '
+        'pure-torch path only')
 
 
 # (N, C, H, W): L = 15 is one partial block, L = 72 four full blocks and a

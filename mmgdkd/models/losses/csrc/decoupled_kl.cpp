@@ -11,14 +11,20 @@
 // ``kBlock`` rows (pixels) is loaded once and every step runs on it while it
 // sits in L1, vectorised across the rows, so GDKD costs little more than KD.
 //
-// Numerics: every group is shifted by its own maximum before ``exp``, so no
-// group sum can underflow (each holds a term exp(0) = 1) and log group masses
-// are exact log-sum-exps; out-of-group entries never reach ``exp``. A
-// non-finite student logit makes its row's loss and gradient NaN (as in the
-// torch path), so that AMP's grad scaler sees it.
+// Partition: the teacher's top-k per row comes from an insertion network
+// over the classes (k values kept in registers); rows where ties give more
+// than k members are redone with ties broken towards the lower class index.
 //
-// Plain C++17 and the CPython API only (no torch headers): it builds in a
-// second and runs on any CPU; on x86-64 the hot loops are also compiled for
+// Numerics: exponentials are taken after a shift by the row maximum; a block
+// where some group sum falls below 1e-30 (a group ~69 nats below the row's
+// best class) is redone with every group shifted by its own maximum, where
+// no group sum can underflow (each holds exp(0) = 1). Group masses are
+// log-sum-exps of in-group terms only (selected, never masked by a large
+// negative number). A non-finite student logit makes its row's loss and
+// gradient NaN (as in the torch path), so that AMP's grad scaler sees it.
+//
+// Plain C++17 and the CPython API only (no torch headers): it builds in
+// seconds and runs on any CPU; on x86-64 the hot loops are also compiled for
 // AVX2 and AVX-512 and picked at load time (``target_clones``).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
