@@ -76,7 +76,9 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'demo')),
-    include_package_data=True,
+    # No package data: the only non-Python file, the kernel source, is
+    # compiled (and goes into the sdist as an extension source).
+    include_package_data=False,
     python_requires='>=3.8',
     install_requires=parse_requirements('runtime'),
     extras_require={
