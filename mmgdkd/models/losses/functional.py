@@ -414,7 +414,7 @@ def _native_forward(student: Tensor, teacher: Tensor, partition, w0: float,
         mode = 4 if partition.split_top1 else (2 if partition.largest else 3)
         k = partition.k
     elif isinstance(partition, LabelGroup):
-        mode, k, labels = 1, 0, partition.labels
+        mode, k, labels = 1, 0, partition.labels.to(torch.int64)
     else:  # explicit masks -> uint8 group ids
         mode, k = 5, 0
         ids = torch.full(student.shape, len(partition), dtype=torch.uint8)
@@ -457,10 +457,17 @@ def _native_forward(student: Tensor, teacher: Tensor, partition, w0: float,
     return loss, parts, grad
 
 
-def _use_native(student: Tensor, n_groups: int) -> bool:
-    return (_native is not None and student.device.type == 'cpu'
-            and student.dtype != torch.float64
-            and n_groups <= _native.MAX_GROUPS)
+def _use_native(student: Tensor, teacher: Tensor, partition,
+                n_groups: int) -> bool:
+    """Whether the fused CPU kernel handles this call: float32 (or fp16/bf16,
+    computed in float32) CPU logits and a partition it knows."""
+    if _native is None or n_groups > _native.MAX_GROUPS:
+        return False
+    if isinstance(partition, TopK) and partition.split_top1 \
+            and not partition.largest:  # bottom-1 / bottom-2..k: torch only
+        return False
+    return all(x.device.type == 'cpu' and x.dtype != torch.float64
+               for x in (student, teacher))
 
 
 class _DecoupledKL(torch.autograd.Function):
@@ -474,7 +481,7 @@ class _DecoupledKL(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0]
         with torch.autocast(student.device.type, enabled=False):
             args = (to_compute_dtype(student), to_compute_dtype(teacher))
-            if _use_native(student, len(weights)):
+            if _use_native(student, teacher, partition, len(weights)):
                 loss, parts, grad = _native_forward(
                     *args, partition, w0, weights, temperature, kl_type,
                     valid, n_valid, loss_weight, need_grad)

@@ -216,3 +216,39 @@ def test_kernel_rejects_bad_arguments():
 
 def test_torch_path_fixture_disables_kernel(torch_path):
     assert not functional.native_available()
+
+
+def test_calls_the_kernel_cannot_take_go_to_the_torch_path():
+    zs, zt = logits(8, 10, 3, seed=20).float(), logits(8, 10, 3, seed=21)
+    labels = torch.randint(0, 10, (8, 3))
+    calls = [  # (student, teacher, partition, weights)
+        (zs, zt.float(), TopK(3, largest=False, split_top1=True),
+         [None, 1.0, 2.0]),  # bottom-1 / bottom-2..k
+        (zs, zt, None, [1.0]),  # float64 teacher
+        (zs, zt.float(), LabelGroup(labels.int()), [None, 2.0]),  # int32
+    ]
+    for student, teacher, partition, weights in calls:
+        native = decoupled_kl(student, teacher, partition, 0.5, weights)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(functional, '_native', None)
+            reference = decoupled_kl(student, teacher.float(), partition,
+                                     0.5, weights)
+        for a, b in zip(native, reference):
+            torch.testing.assert_close(a.float(), b, rtol=1e-5, atol=1e-6)
+
+
+def test_large_common_offset_keeps_precision():
+    # Logits around 1e4 (float32 spacing ~1e-3 there): the log group masses
+    # must not be rounded to the precision of the logits. The reference is
+    # float64 on the same float32-rounded logits.
+    zs = (logits(2, 19, 4, 4, seed=22) + 1e4).float()
+    zt = (logits(2, 19, 4, 4, seed=23) + 1e4).float()
+    loss_fn, ref_fn = GDKDLoss(k=3), GDKDLoss(k=3)
+    loss, grad = run(loss_fn, zs, zt)
+    ref, ref_grad = run(ref_fn, zs.double(), zt.double())
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=0)
+    for name, value in loss_fn.last_components.items():
+        torch.testing.assert_close(value.double(),
+                                   ref_fn.last_components[name], rtol=1e-5,
+                                   atol=1e-7)
+    assert_same((loss, grad), (ref, ref_grad))

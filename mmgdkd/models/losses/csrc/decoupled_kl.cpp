@@ -215,7 +215,7 @@ void topk_values(const Params& p, Scratch& w) {
 // than one top-1 for kTopK3); then assign_topk_exact decides.
 // kTopK3: 0 top-1, 1 top-2..k, 2 rest; otherwise 0 top-k, 1 rest.
 MMGDKD_CLONES
-bool assign_topk(const Params& p, Scratch& w) {
+bool assign_topk(const Params& p, Scratch& w, int width) {
   const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
   const float* kth = w.kth.data() + (p.k - 1) * kBlock;
   const float* top = w.kth.data();
@@ -243,7 +243,7 @@ bool assign_topk(const Params& p, Scratch& w) {
     }
   }
   bool exact = true;
-  for (int j = 0; j < kBlock; ++j)
+  for (int j = 0; j < width; ++j)  // padding lanes (zeros) always tie
     exact = exact && members[j] == p.k && (!split_top1 || firsts[j] == 1.0f);
   return exact;
 }
@@ -395,14 +395,26 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
   MMGDKD_SIMD
   for (int j = 0; j < kBlock; ++j)
     max_s[j] = max_t[j] = -std::numeric_limits<float>::infinity();
+  // Shifts enter relative to the largest one (all 0 without EXACT): adding
+  // large logits to log sums of order 1 would round them away.
+  float top_s[kBlock], top_t[kBlock];
+  MMGDKD_SIMD
+  for (int j = 0; j < kBlock; ++j) {
+    top_s[j] = gs[0][j];
+    top_t[j] = gt[0][j];
+    for (int g = 1; EXACT && g < G; ++g) {
+      top_s[j] = std::max(top_s[j], gs[g][j]);
+      top_t[j] = std::max(top_t[j], gt[g][j]);
+    }
+  }
   for (int g = 0; g < G; ++g) {
     MMGDKD_SIMD
     for (int j = 0; j < kBlock; ++j) {
       const float log_ss = log_positive(ss[g][j]);
       const float log_st = log_positive(st[g][j]);
       lam[g][j] = log_ss - log_st;
-      lbs[g][j] = log_ss + gs[g][j] * inv_t;
-      lbt[g][j] = log_st + gt[g][j] * inv_t;
+      lbs[g][j] = EXACT ? log_ss + (gs[g][j] - top_s[j]) * inv_t : log_ss;
+      lbt[g][j] = EXACT ? log_st + (gt[g][j] - top_t[j]) * inv_t : log_st;
       max_s[j] = std::max(max_s[j], lbs[g][j]);
       max_t[j] = std::max(max_t[j], lbt[g][j]);
     }
@@ -444,7 +456,6 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
     }
   }
   float block_high = 0.0f, block_within[G] = {0};
-  MMGDKD_SIMD
   for (int j = 0; j < kBlock; ++j) {
     block_high += counted[j] ? high[j] + bad[j] : 0.0f;
     for (int g = 0; g < G; ++g)
@@ -546,7 +557,7 @@ void run_blocks(const Params& p, int64_t first, int64_t last, double* acc) {
     load_block(p, w, n, l0, width);
     if (p.mode == kTopK || p.mode == kBottomK || p.mode == kTopK3) {
       topk_values(p, w);
-      if (!assign_topk(p, w)) assign_topk_exact(p, w);
+      if (!assign_topk(p, w, width)) assign_topk_exact(p, w);
     }
     if (p.rev != 0.0f) {
       if (!block_kernel<G, false, true>(p, w, n, l0, width, acc))
@@ -634,8 +645,15 @@ PyObject* py_forward(PyObject*, PyObject* args) {
   run(p, std::max(threads, 1), totals);
   Py_END_ALLOW_THREADS
   PyObject* out = PyTuple_New(1 + groups);
-  for (int g = 0; g <= groups; ++g)
-    PyTuple_SET_ITEM(out, g, PyFloat_FromDouble(totals[g]));
+  if (out == nullptr) return nullptr;
+  for (int g = 0; g <= groups; ++g) {
+    PyObject* value = PyFloat_FromDouble(totals[g]);
+    if (value == nullptr) {
+      Py_DECREF(out);
+      return nullptr;
+    }
+    PyTuple_SET_ITEM(out, g, value);
+  }
   return out;
 }
 
