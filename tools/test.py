@@ -15,7 +15,8 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmgdkd.utils import prepare_cpu_distributed, student_cfg
+from mmgdkd.utils import (prepare_cpu_distributed, student_cfg,
+                          teardown_distributed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -101,6 +102,7 @@ def main() -> None:
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.test()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

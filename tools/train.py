@@ -14,7 +14,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmgdkd.utils import prepare_cpu_distributed
+from mmgdkd.utils import prepare_cpu_distributed, teardown_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,6 +82,7 @@ def main() -> None:
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -1,8 +1,9 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 from .run_config import (is_distiller_cfg, materialize_distiller_cfg,
-                         prepare_cpu_distributed, replace_sync_bn, student_cfg)
+                         prepare_cpu_distributed, replace_sync_bn, student_cfg,
+                         teardown_distributed)
 
 __all__ = [
     'is_distiller_cfg', 'materialize_distiller_cfg', 'prepare_cpu_distributed',
-    'replace_sync_bn', 'student_cfg'
+    'replace_sync_bn', 'student_cfg', 'teardown_distributed'
 ]

@@ -81,3 +81,17 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     if replace_sync_bn(cfg.model):
         print_log('No CUDA: SyncBN replaced by BN for CPU distributed '
                   'training', logger='current')
+
+
+def teardown_distributed() -> None:
+    """Destroy the default process group, if any, after a run.
+
+    mmengine leaves it to interpreter exit, where the backend's threads are
+    torn down in arbitrary order: a gloo rank can then abort ("terminate
+    called without an active exception") after a finished run. Every rank
+    waits for the others first, so none exits while a peer still talks.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
