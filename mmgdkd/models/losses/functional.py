@@ -383,9 +383,16 @@ def _decoupled_kl_forward(student: Tensor, teacher: Tensor,
     if valid is not None:  # invalid rows may hold NaN
         rows = torch.where(valid.unsqueeze(1), rows, rows.new_zeros(()))
     parts = rows.sum((0, 2)) * (temperature * temperature / n_valid)
-    group_w = torch.tensor([w or 0.0 for w in weights], **opts)
-    loss = loss_weight * (w0 * parts[0] + (group_w * parts[1:]).sum())
-    return loss, parts, grad
+    return _weighted_total(parts, w0, weights, loss_weight), parts, grad
+
+
+def _weighted_total(parts: Tensor, w0: float,
+                    weights: Sequence[Optional[float]],
+                    loss_weight: float) -> Tensor:
+    """``loss_weight * (w0 * high + sum_g weights[g] * D_g)`` from
+    ``parts = [high, D_0, ..]``."""
+    group_w = parts.new_tensor([w or 0.0 for w in weights])
+    return loss_weight * (w0 * parts[0] + (group_w * parts[1:]).sum())
 
 
 def _partition_masks(partition, teacher: Tensor) -> List[Tensor]:
@@ -422,14 +429,14 @@ def _native_forward(student: Tensor, teacher: Tensor, partition, w0: float,
             ids.masked_fill_(mask.bool(), g)
     if length == 1 and n > 1:
         # Rows are vectorised along L: a (N, C) batch becomes (1, C, N).
-        student = student.view(n, c).t().unsqueeze(0)
-        teacher = teacher.view(n, c).t().unsqueeze(0)
+        student = student.reshape(n, c).t().unsqueeze(0)
+        teacher = teacher.reshape(n, c).t().unsqueeze(0)
         if valid is not None:
-            valid = valid.view(1, n)
+            valid = valid.reshape(1, n)
         if labels is not None:
-            labels = labels.view(1, n)
+            labels = labels.reshape(1, n)
         if ids is not None:
-            ids = ids.view(n, c).t().unsqueeze(0)
+            ids = ids.reshape(n, c).t().unsqueeze(0)
     student, teacher = student.contiguous(), teacher.contiguous()
     if labels is not None:
         labels = labels.contiguous()
@@ -450,11 +457,9 @@ def _native_forward(student: Tensor, teacher: Tensor, partition, w0: float,
         loss_weight * temperature / n_valid, torch.get_num_threads())
     parts = torch.tensor(sums, dtype=torch.float32) * (
         temperature * temperature / n_valid)
-    group_w = torch.tensor([w or 0.0 for w in weights])
-    loss = loss_weight * (w0 * parts[0] + (group_w * parts[1:]).sum())
     if grad is not None and length == 1 and n > 1:
         grad = grad.view(c, n).t().unsqueeze(2)
-    return loss, parts, grad
+    return _weighted_total(parts, w0, weights, loss_weight), parts, grad
 
 
 def _use_native(student: Tensor, teacher: Tensor, partition,
