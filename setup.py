@@ -39,13 +39,6 @@ class OptionalBuildExt(build_ext):
             warnings.warn(f'mmgdkd: native loss kernel not built ({exc}); '
                           'the losses fall back to pure torch')
 
-    def build_extension(self, ext):
-        try:
-            super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
-            warnings.warn(f'mmgdkd: {ext.name} not built ({exc}); the '
-                          'losses fall back to pure torch')
-
 
 def native_extensions() -> list:
     """The fused CPU decoupled-KL kernel (plain C++17 + CPython API, no

@@ -149,6 +149,12 @@ struct Scratch {
         kth(std::max(p.k, 1) * kBlock) {}
 };
 
+// Group of a top-k partition entry. kTopK3 (split): 0 top-1, 1 top-2..k,
+// 2 rest; otherwise 0 top-k, 1 rest. member/first are 0 or 1.
+MMGDKD_INLINE float topk_group(float member, float first, bool split) {
+  return split ? 2.0f - member - first : 1.0f - member;
+}
+
 // Running top-k of the teacher (of -t for bottom-k) per row of a block:
 // insertion into K sorted values, vectorised across the rows. With K known
 // at compile time the values stay in registers.
@@ -213,7 +219,6 @@ void topk_values(const Params& p, Scratch& w) {
 // Group ids from the top-k values: members are the entries >= the k-th
 // value. Returns false if ties gave some row more than k members (or more
 // than one top-1 for kTopK3); then assign_topk_exact decides.
-// kTopK3: 0 top-1, 1 top-2..k, 2 rest; otherwise 0 top-k, 1 rest.
 MMGDKD_CLONES
 bool assign_topk(const Params& p, Scratch& w, int width) {
   const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
@@ -231,14 +236,14 @@ bool assign_topk(const Params& p, Scratch& w, int width) {
         const float first = t[j] >= top[j] ? 1.0f : 0.0f;
         members[j] += member;
         firsts[j] += first;
-        g[j] = 2.0f - member - first;
+        g[j] = topk_group(member, first, true);
       }
     } else {
       MMGDKD_SIMD
       for (int j = 0; j < kBlock; ++j) {
         const float member = sign * t[j] >= kth[j] ? 1.0f : 0.0f;
         members[j] += member;
-        g[j] = 1.0f - member;
+        g[j] = topk_group(member, 0.0f, false);
       }
     }
   }
@@ -269,8 +274,7 @@ void assign_topk_exact(const Params& p, Scratch& w) {
       const bool first = split_top1 && top1_left && y == top[j];
       top1_left = top1_left && !first;
       w.gid[c * kBlock + j] =
-          first ? 0.0f : (member ? (split_top1 ? 1.0f : 0.0f)
-                                 : (split_top1 ? 2.0f : 1.0f));
+          topk_group(member ? 1.0f : 0.0f, first ? 1.0f : 0.0f, split_top1);
     }
   }
 }
