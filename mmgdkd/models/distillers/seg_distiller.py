@@ -20,7 +20,8 @@ AUX_HEAD_WEIGHT = 0.4
 
 @MODELS.register_module()
 class SegDistiller(BaseDistiller):
-    """Distil a student ``EncoderDecoder`` from a frozen teacher.
+    """Distil a student ``EncoderDecoder`` from a frozen teacher (or an
+    ensemble of teachers, see :class:`BaseDistiller`).
 
     Logits are taken at the heads' own resolution (stride 8 for
     PSPNet/DeepLabV3: ``(N, C, H/8, W/8)``) and passed to each distillation
@@ -93,8 +94,8 @@ class SegDistiller(BaseDistiller):
     def default_head_weights(self) -> Dict[str, float]:
         """The decode head at 1, auxiliary heads present on both at 0.4."""
         weights = {'decode': 1.}
-        shared = set(self._heads(self.student)) & set(
-            self._heads(self.teacher))
+        shared = set(self._heads(self.student)).intersection(
+            *[self._heads(teacher) for teacher in self.teachers])
         for tap in sorted(shared - {'decode'}):
             weights[tap] = AUX_HEAD_WEIGHT
         return weights
@@ -118,10 +119,12 @@ class SegDistiller(BaseDistiller):
             losses.update(add_prefix(head_losses, tap))
         return self._at_resolution(logits, inputs), losses
 
-    def teacher_forward(self, inputs: Tensor,
-                        taps: List[str]) -> Dict[str, Tensor]:
-        feats = self.teacher.extract_feat(inputs)
-        heads = self._heads(self.teacher)
+    def teacher_forward(self, inputs: Tensor, taps: List[str],
+                        teacher: Optional[nn.Module] = None
+                        ) -> Dict[str, Tensor]:
+        teacher = self.teacher if teacher is None else teacher
+        feats = teacher.extract_feat(inputs)
+        heads = self._heads(teacher)
         logits = {tap: heads[tap].forward(feats) for tap in taps}
         return self._at_resolution(logits, inputs)
 

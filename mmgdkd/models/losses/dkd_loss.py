@@ -38,6 +38,10 @@ class DKDLoss(nn.Module):
     be in ``[0, C)`` or ``ignore_index``.
     """
 
+    #: softmax(z / temperature) over the classes of each row: a teacher
+    #: ensemble can be given to it as one teacher's logits (spec §10).
+    class_softmax = True
+
     #: DKD groups by the label: distillers must pass hard labels.
     requires_target = True
 

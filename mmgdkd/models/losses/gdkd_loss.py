@@ -59,6 +59,10 @@ class GDKDLoss(nn.Module):
     ``(N, H', W')`` (nearest-resized). The teacher gets no gradient.
     """
 
+    #: softmax(z / temperature) over the classes of each row: a teacher
+    #: ensemble can be given to it as one teacher's logits (spec §10).
+    class_softmax = True
+
     def __init__(self,
                  k: int = 3,
                  w0: float = 1.0,

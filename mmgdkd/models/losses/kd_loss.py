@@ -26,6 +26,10 @@ class KDLoss(nn.Module):
     Shapes: as :class:`GDKDLoss`; the target is optional.
     """
 
+    #: softmax(z / temperature) over the classes of each row: a teacher
+    #: ensemble can be given to it as one teacher's logits (spec §10).
+    class_softmax = True
+
     def __init__(self,
                  temperature: float = 4.0,
                  ignore_index: Optional[int] = 255,
