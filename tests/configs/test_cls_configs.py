@@ -44,6 +44,8 @@ DKD_REFERENCE = {
     'vgg13_vgg8_cifar100': (1, 6, 4, 20),
     'resnet34_resnet18_in1k': (1, 0.5, 1, 1),
 }
+# Teacher ensembles: config name -> the teachers' ResNet depths.
+ENSEMBLE_TEACHER_DEPTHS = {'resnet50-resnet34_resnet18_in1k': [50, 34]}
 # mdistiller KD: (T, CE weight, KD weight)
 KD_REFERENCE = {'cifar100': (4, 0.1, 0.9), 'in1k': (1, 0.5, 0.5)}
 
@@ -88,7 +90,13 @@ def test_distill_config_builds(path):
         model = build(runner_model_cfg(cfg))
 
     name = osp.splitext(osp.basename(path))[0]
-    if name.endswith('_in1k'):
+    if name in ENSEMBLE_TEACHER_DEPTHS:
+        assert [t.backbone.depth for t in model.teachers] == \
+            ENSEMBLE_TEACHER_DEPTHS[name]
+        assert model.student.backbone.depth == 18
+        assert model.num_classes(model.student) == 1000
+        assert cfg.train_cfg.max_epochs == 100
+    elif name.endswith('_in1k'):
         assert model.teacher.backbone.depth == 34
         assert model.student.backbone.depth == 18
         assert model.num_classes(model.student) == 1000
@@ -107,7 +115,7 @@ def test_distill_config_builds(path):
     loss = model.distill_losses[loss_name]
     assert type(loss).__name__ == cfg.model.distill_losses[loss_name].type
     assert loss.ignore_index is None  # no ignored labels (255 is a class)
-    for init in (model.student.init_cfg, model.teacher.init_cfg):
+    for init in [model.student.init_cfg] + [t.init_cfg for t in model.teachers]:
         assert 'Pretrained' not in str(init)
 
 
@@ -197,3 +205,24 @@ def test_kd_reference_hyper_parameters(name):
 def _ce_weight(cfg: Config) -> float:
     from mmgdkd.models.distillers.utils import load_model_cfg
     return load_model_cfg(cfg.model.student).head.loss.loss_weight
+
+
+def test_teacher_ensemble_config_uses_the_model_zoo_teachers():
+    import mmpretrain
+    metafile = osp.join(
+        osp.dirname(mmpretrain.__file__), '.mim', 'configs', 'resnet',
+        'metafile.yml')
+    with open(metafile) as f:
+        models = {m['Name']: m for m in yaml.safe_load(f)['Models']}
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs', 'gdkd',
+                 'resnet50-resnet34_resnet18_in1k.py'))
+    assert cfg.model.teacher_ckpt == [
+        models['resnet50_8xb32_in1k']['Weights'],
+        models['resnet34_8xb32_in1k']['Weights']
+    ]
+    assert cfg.model.teacher_ensemble == 'prob'
+    loss = cfg.model.distill_losses.loss_gdkd
+    # the authors' ImageNet R34 -> R18 hyper-parameters (spec section 7)
+    assert (loss.w0, loss.w1, loss.w2, loss.k, loss.temperature,
+            cfg.model.warmup_epochs) == GDKD_REFERENCE['resnet34_resnet18_in1k']

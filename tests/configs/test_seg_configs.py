@@ -30,7 +30,9 @@ def test_config_builds(path):
     from mmseg.registry import MODELS
     cfg = Config.fromfile(path)
     assert cfg.model.type == 'SegDistiller'
-    assert cfg.model.teacher_ckpt.startswith('https://download.openmmlab')
+    ckpts = cfg.model.teacher_ckpt
+    ckpts = ckpts if isinstance(ckpts, list) else [ckpts]
+    assert all(c.startswith('https://download.openmmlab') for c in ckpts)
     assert cfg.train_cfg.max_iters == 80000
     assert cfg.crop_size == (512, 1024)
     assert len(cfg.model.distill_losses) == 1
@@ -38,7 +40,8 @@ def test_config_builds(path):
     cfg.model.student.pretrained = None
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
-    assert model.teacher.backbone.depth == 101
+    assert len(model.teachers) == len(ckpts)
+    assert all(t.backbone.depth == 101 for t in model.teachers)
     assert model.student.backbone.depth == 18
     name, = model.distill_losses
     loss_type = cfg.model.distill_losses[name].type
@@ -52,3 +55,31 @@ def test_gdkd_reference_hyper_parameters():
     assert (loss.k, loss.w0, loss.w1, loss.w2, loss.temperature) == \
         (3, 1.0, 1.0, 2.0, 1.0)
     assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)
+
+
+def test_teacher_ensemble_config():
+    """PSPNet-R101 + DeepLabV3-R101 (MMSeg zoo) -> PSPNet-R18, 'prob' mode."""
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/gdkd/pspnet-deeplabv3_r101_pspnet_r18_cityscapes.py'))
+    assert cfg.model.teacher_ckpt == [
+        'https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/'
+        'pspnet_r101-d8_512x1024_80k_cityscapes/'
+        'pspnet_r101-d8_512x1024_80k_cityscapes_20200606_112211-e1e1100f.pth',
+        'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/'
+        'deeplabv3_r101-d8_512x1024_80k_cityscapes/'
+        'deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899'
+        '.pth'
+    ]
+    loss = cfg.model.distill_losses.loss_gdkd
+    assert (loss.k, loss.w0, loss.w1, loss.w2, loss.temperature) == \
+        (3, 1.0, 1.0, 2.0, 1.0)
+    cfg.model.teacher_ckpt = None
+    cfg.model.student.pretrained = None
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    assert [type(t.decode_head).__name__ for t in model.teachers] == \
+        ['PSPHead', 'ASPPHead']
+    assert model.teacher_weights == (0.5, 0.5)
+    assert model.teacher_ensemble == 'prob'
+    assert model.loss_heads['loss_gdkd'] == dict(decode=1.0, aux=0.4)
