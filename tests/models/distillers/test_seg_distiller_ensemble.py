@@ -77,9 +77,11 @@ def test_two_copies_of_one_teacher_are_that_teacher(ckpts, data, mode):
             # weights 1/2 + 1/2 of the same value: bit for bit
             assert torch.equal(double[key], value), key
         else:
-            # the loss sees T*log_softmax(z/T) instead of z: same softmax
-            torch.testing.assert_close(double[key], value, rtol=1e-5,
-                                       atol=1e-7, msg=key)
+            # the loss sees T*log_softmax(z/T) instead of z: the same
+            # softmax up to fp32 rounding, which the KL of near-equal
+            # distributions amplifies (float64: test_teacher_ensemble.py)
+            torch.testing.assert_close(double[key], value, rtol=1e-4,
+                                       atol=1e-6, msg=key)
 
 
 def test_loss_mode_is_the_weighted_sum_of_single_teacher_distillers(

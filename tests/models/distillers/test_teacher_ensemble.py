@@ -161,3 +161,22 @@ def test_loss_mode_components_and_per_teacher_terms():
         term.value, c['high'] + 2.0 * c['low_top'] + 3.0 * c['low_other'])
     term.value.backward()
     assert student.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('loss', [
+    GDKDLoss(k=3, temperature=3.0, ignore_index=None),
+    GDKDLoss(k=2, strategy='adaptive', temperature=2.0, ignore_index=None),
+    DKDLoss(temperature=4.0, ignore_index=None),
+    KDLoss(temperature=1.5, ignore_index=None),
+], ids=['gdkd', 'gdkd_adaptive', 'dkd', 'kd'])
+def test_ensemble_of_copies_gives_the_single_teacher_loss_float64(loss):
+    """Spec section 10: identical teachers give the teacher's own loss
+    (float64, so only the loss's own rounding remains)."""
+    gen = torch.Generator().manual_seed(2)
+    student = torch.randn(16, 12, generator=gen, dtype=torch.float64)
+    teacher = torch.randn(16, 12, generator=gen, dtype=torch.float64) * 3
+    target = torch.randint(0, 12, (16, ), generator=gen)
+    ensemble = TeacherEnsemble((0.5, 0.5), 'prob')
+    term = ensemble.term(loss, student, [teacher, teacher], target)
+    single = loss(student, teacher, target)
+    torch.testing.assert_close(term.value, single, rtol=1e-12, atol=1e-14)
