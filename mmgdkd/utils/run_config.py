@@ -22,8 +22,10 @@ def materialize_distiller_cfg(cfg: Config) -> None:
     later passes (e.g. :func:`replace_sync_bn`) see every layer.
     """
     if is_distiller_cfg(cfg.model):
-        for role in ('student', 'teacher'):
-            cfg.model[role] = load_model_cfg(cfg.model[role])
+        cfg.model.student = load_model_cfg(cfg.model.student)
+        teacher = cfg.model.teacher
+        cfg.model.teacher = [load_model_cfg(t) for t in teacher] \
+            if isinstance(teacher, (list, tuple)) else load_model_cfg(teacher)
 
 
 def student_cfg(cfg: Config) -> bool:
