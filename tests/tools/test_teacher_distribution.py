@@ -441,3 +441,18 @@ def test_tool_end_to_end(tmp_path, cityscapes_root, python_env, python_exe):
             assert f.read(8) == PNG_SIGNATURE
         image = plt.imread(str(path))
         assert image.ndim == 3 and min(image.shape[:2]) > 200
+
+
+def test_build_teacher_of_an_ensemble_picks_one(tmp_path):
+    tool = load_tool()
+    config = osp.join(REPO_ROOT, 'configs', 'gdkd',
+                      'resnet50-resnet34_resnet18_in1k.py')
+    cfg = Config.fromfile(config)
+    with pytest.raises(ValueError, match=r'ensemble of 2 teachers: choose '
+                       r'one with --teacher-index 1\.\.2 \(got None\)'):
+        tool.build_teacher(cfg, config)
+    spec, ckpt = tool.select_teacher(cfg, config, 2)
+    assert spec.cfg_path == 'mmpretrain::resnet/resnet34_8xb32_in1k.py'
+    assert ckpt == cfg.model.teacher_ckpt[1]
+    with pytest.raises(ValueError, match=r'\(got 3\)'):
+        tool.select_teacher(cfg, config, 3)

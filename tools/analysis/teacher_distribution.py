@@ -91,6 +91,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--checkpoint', help='teacher weights; default: the distillation '
         'config\'s model.teacher_ckpt (required for a plain model config)')
     parser.add_argument(
+        '--teacher-index', type=int, default=None,
+        help='for a config with an ensemble of teachers: which one to '
+        'analyse, counted from 1 (teacher1, teacher2, ... in the logs)')
+    parser.add_argument(
         '--split', choices=SPLITS, default='val',
         help='which <split>_dataloader of the config to run over')
     parser.add_argument(
@@ -210,7 +214,8 @@ def distill_loss_settings(cfg: Config) -> Tuple[Optional[float],
 
 
 def build_teacher(cfg: Config, config_path: str,
-                  checkpoint: Optional[str] = None) -> Teacher:
+                  checkpoint: Optional[str] = None,
+                  teacher_index: Optional[int] = None) -> Teacher:
     """The teacher (or plain model) of a config, with weights, in eval mode.
 
     For a distiller config the teacher is ``model.teacher`` and the batches
@@ -221,8 +226,10 @@ def build_teacher(cfg: Config, config_path: str,
     scope = host_scope(cfg, config_path)
     models = host_models(scope)
     if is_distiller_cfg(cfg.model):
-        model_cfg = load_model_cfg(cfg.model.teacher)
-        checkpoint = checkpoint or cfg.model.get('teacher_ckpt')
+        teacher_spec, teacher_ckpt = select_teacher(cfg, config_path,
+                                                    teacher_index)
+        model_cfg = load_model_cfg(teacher_spec)
+        checkpoint = checkpoint or teacher_ckpt
         if not checkpoint:
             raise ValueError(
                 f'{config_path!r}: model.teacher_ckpt is '
@@ -266,6 +273,23 @@ def build_teacher(cfg: Config, config_path: str,
         ignore_index = getattr(model.decode_head, 'ignore_index', 255)
     return Teacher(model, preprocessor, scope, TASKS[scope], checkpoint,
                    source, ignore_index)
+
+
+def select_teacher(cfg: Config, config_path: str,
+                   teacher_index: Optional[int]) -> tuple:
+    """``(spec, checkpoint)`` of the distiller's teacher, or of the
+    ``teacher_index``-th (from 1) teacher of an ensemble."""
+    spec, ckpt = cfg.model.teacher, cfg.model.get('teacher_ckpt')
+    if not isinstance(spec, (list, tuple)):
+        return spec, ckpt
+    if teacher_index is None or not 1 <= teacher_index <= len(spec):
+        raise ValueError(
+            f'{config_path!r} has an ensemble of {len(spec)} teachers: '
+            f'choose one with --teacher-index 1..{len(spec)} (got '
+            f'{teacher_index})')
+    if isinstance(ckpt, (list, tuple)):
+        ckpt = ckpt[teacher_index - 1]
+    return spec[teacher_index - 1], ckpt
 
 
 def teacher_logits(model: nn.Module, task: str,
@@ -634,7 +658,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         'work_dirs', 'teacher_distribution',
         osp.splitext(osp.basename(args.config))[0])
 
-    teacher = build_teacher(cfg, args.config, args.checkpoint)
+    teacher = build_teacher(cfg, args.config, args.checkpoint,
+                            args.teacher_index)
     init_default_scope(teacher.scope)
     cfg_temperature, cfg_k, loss_name = distill_loss_settings(cfg)
     if args.temperature is not None:
