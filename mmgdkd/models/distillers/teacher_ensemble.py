@@ -11,7 +11,8 @@ satisfy ``softmax(z_ens / T) == sum_i w_i softmax(z_i / T)`` exactly, so
 the losses never learn about ensembles (GDKD then partitions by the
 ensemble's top-k). ``'loss'``: the weighted sum of the per-teacher losses.
 
-The distillers run the teachers; this module only combines their logits.
+The distillers run the teachers (and resize their logits to the
+student's); this module only combines the logits.
 """
 from numbers import Real
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -123,15 +124,6 @@ def class_softmax_temperature(name: str, loss: nn.Module) -> float:
     return float(temperature)
 
 
-def resize_like(teacher: Tensor, student: Tensor) -> Tensor:
-    """Teacher logits at the student's spatial size (bilinear,
-    ``align_corners=False``); ``(N, C)`` and equal sizes pass through."""
-    if teacher.dim() != 4 or teacher.shape[2:] == student.shape[2:]:
-        return teacher
-    return F.interpolate(
-        teacher, size=student.shape[2:], mode='bilinear', align_corners=False)
-
-
 def ensemble_logits(logits: Sequence[Tensor], weights: Sequence[float],
                     temperature: float) -> Tensor:
     """Logits of the weighted mixture of the teachers' class distributions.
@@ -210,12 +202,12 @@ class TeacherEnsemble:
         Args:
             loss: A distillation loss module.
             student: Student logits ``(N, C[, H, W])``.
-            teachers: One logit tensor per teacher (same ``N, C``; any
-                ``H, W``: resized to the student's).
+            teachers: One logit tensor per teacher, all of the student's
+                shape (the host glue resizes them, e.g. SegDistiller).
             target: Labels passed on to the loss.
-            cache: A dict living for one step: the resized teachers and the
-                ensemble logits per temperature are computed once per
-                ``key`` (the tap) and shared by the losses.
+            cache: A dict living for one step: the ensemble logits per
+                temperature are computed once per ``key`` (the tap) and
+                shared by the losses.
             key: Cache key of this set of teacher logits.
         """
         if len(self) == 1:  # exactly the single-teacher distiller
@@ -223,11 +215,14 @@ class TeacherEnsemble:
             return EnsembleTerm(
                 value, dict(getattr(loss, 'last_components', {})), {})
         cache = {} if cache is None else cache
-        resized = cache.get(('resized', key))
-        if resized is None:
-            with torch.no_grad():
-                resized = [resize_like(t.detach(), student) for t in teachers]
-            cache[('resized', key)] = resized
+        for index, logits in enumerate(teachers):
+            if logits.shape != student.shape:
+                raise ValueError(
+                    f'{teacher_label(index, len(self))} logits '
+                    f'{tuple(logits.shape)} differ from the student logits '
+                    f'{tuple(student.shape)}; the distiller must resize '
+                    'them to the student\'s')
+        resized = [logits.detach() for logits in teachers]
         if self.mode == 'prob':
             temperature = class_softmax_temperature(type(loss).__name__, loss)
             ens = cache.get(('prob', key, temperature))

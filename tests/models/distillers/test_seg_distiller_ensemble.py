@@ -269,8 +269,9 @@ def test_bad_ensembles(kwargs, match):
 def test_missing_tap_names_each_teacher():
     no_aux = segmentor_cfg()
     no_aux.pop('auxiliary_head')
-    with pytest.raises(ValueError, match=r"'aux' is not available.*teacher1: "
-                       r"\['aux', 'decode'\], teacher2: \['decode'\]"):
+    with pytest.raises(ValueError, match=r"cannot distil head 'aux' from "
+                       r"teacher2: 'aux' is not a tap of the teacher "
+                       r"EncoderDecoder \(its taps: \['decode'\]\)"):
         build([segmentor_cfg(), no_aux], None,
               head_weights=dict(decode=1.0, aux=0.4))
     # the default pairs aux only where every teacher has it
