@@ -12,7 +12,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT, write_config
+from helpers import REPO_ROOT, write_config
 from test_cls_train import CONFIG, cifar_folder, run, tiny_overrides  # noqa
 
 MODELS_DIR = osp.join(REPO_ROOT, 'configs', '_base_', 'models')

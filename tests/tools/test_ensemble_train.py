@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import (PSPNET_R18, build_segmentor, run_dist_train,
+from helpers import (PSPNET_R18, build_segmentor, run_dist_train,
                       tiny_seg_overrides, tiny_segmentor, write_config)
 from test_seg_distill_tools import run_tool, scalars
 

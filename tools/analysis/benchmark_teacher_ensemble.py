@@ -64,7 +64,8 @@ def build_variants(cfg: Config) -> Dict[str, torch.nn.Module]:
                          f'teachers, got {teachers!r}')
     scope = cfg.get('default_scope', 'mmseg')
     registry = _host_models(scope)
-    base = dict(model_cfg, teacher_ckpt=None)
+    # timing does not depend on the weights: no download
+    base = dict(model_cfg, teacher_ckpt=None, allow_untrained_teacher=True)
     base['student'] = dict(base['student'], pretrained=None)
     variants = {
         '1 teacher': dict(base, teacher=teachers[0], teacher_weights=None),

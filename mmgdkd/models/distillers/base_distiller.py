@@ -18,6 +18,7 @@ from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import DefaultScope, Registry
 from torch import Tensor
 
+from .checks import check_losses_fit_classes, check_teacher_weights
 from .teacher_ensemble import TeacherEnsemble, expand_teachers, teacher_label
 from .utils import ModelSpec, load_model_cfg, load_teacher_checkpoint
 
@@ -36,8 +37,9 @@ class BaseDistiller(BaseModel):
             student's class count), run one after another.
         teacher_ckpt: Path or URL of the trained teacher's checkpoint, loaded
             strictly on CPU at build time; a list of the same length for an
-            ensemble. ``None`` (for a teacher or all) leaves it randomly
-            initialised, which is only useful in tests (a warning is issued).
+            ensemble. ``None`` (for a teacher, or for all) needs a teacher
+            config with a whole-model ``Pretrained`` init_cfg, or
+            ``allow_untrained_teacher=True``.
         teacher_weights: Ensemble weights, one positive number per teacher,
             normalised to sum to 1; ``None`` weighs the teachers equally.
         teacher_ensemble: How an ensemble teaches. ``'prob'``: each loss
@@ -61,6 +63,8 @@ class BaseDistiller(BaseModel):
         checkpoint_teacher: Also store the teacher in checkpoints (prefix
             ``teacher.``). By default checkpoints hold the student only, with
             plain host keys, so they load into the host's own tools.
+        allow_untrained_teacher: Distil from a randomly initialised teacher
+            (tests, timing); without it such a config is refused at build.
         data_preprocessor: Defaults to the student's.
         init_cfg: Unused by the distiller itself (the student keeps its own).
     """
@@ -69,6 +73,8 @@ class BaseDistiller(BaseModel):
     host_models: Registry = None
     #: Name of the classifier weight, for class-count messages.
     classifier_key: Optional[str] = None
+    #: Whether a model-level ``pretrained`` initialises the whole host model.
+    pretrained_is_whole_model: bool = False
 
     def __init__(self,
                  student: ModelSpec,
@@ -82,6 +88,7 @@ class BaseDistiller(BaseModel):
                  warmup_epochs: int = 0,
                  teacher_autocast: Optional[str] = None,
                  checkpoint_teacher: bool = False,
+                 allow_untrained_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         teacher_specs, teacher_ckpts, weights = expand_teachers(
@@ -94,9 +101,22 @@ class BaseDistiller(BaseModel):
         else:
             self._check_same_preprocessor(data_preprocessor,
                                           student_cfg.get('data_preprocessor'))
-        for teacher_cfg in teacher_cfgs:
+        num_teachers = len(teacher_cfgs)
+        teacher_init_weights = []
+        for index, (teacher_cfg, ckpt) in enumerate(
+                zip(teacher_cfgs, teacher_ckpts)):
             self._check_preprocessors(student_cfg.get('data_preprocessor'),
                                       teacher_cfg.get('data_preprocessor'))
+            try:
+                teacher_init_weights.append(check_teacher_weights(
+                    teacher_cfg, ckpt, allow_untrained_teacher,
+                    self.pretrained_is_whole_model))
+            except ValueError as err:
+                if num_teachers == 1:
+                    raise
+                raise ValueError(
+                    f'{teacher_label(index, num_teachers)} (model.teacher'
+                    f'[{index}]): {err}') from err
         # Host models build their parts from "the" registry of the current
         # scope; make that the host's, whatever scope the caller is in.
         with DefaultScope.overwrite_default_scope(self.host_models.scope):
@@ -106,10 +126,10 @@ class BaseDistiller(BaseModel):
                 data_preprocessor=data_preprocessor, init_cfg=init_cfg)
             self.student = self.host_models.build(student_cfg)
             teachers = tuple(
-                self._build_teacher(cfg, ckpt,
-                                    teacher_label(i, len(teacher_cfgs)))
-                for i, (cfg, ckpt) in enumerate(
-                    zip(teacher_cfgs, teacher_ckpts)))
+                self._build_teacher(cfg, ckpt, init,
+                                    teacher_label(i, num_teachers))
+                for i, (cfg, ckpt, init) in enumerate(
+                    zip(teacher_cfgs, teacher_ckpts, teacher_init_weights)))
         # Kept out of ``_modules`` on purpose: the teachers are not part of
         # the trainable model (optimizer, DDP, init_weights, checkpoints).
         # ``_apply`` and ``train`` carry device moves and mode over to them.
@@ -139,6 +159,8 @@ class BaseDistiller(BaseModel):
 
         with DefaultScope.overwrite_default_scope(self.host_models.scope):
             self._build_distill_losses(distill_losses or {}, head_weights)
+        check_losses_fit_classes(self.distill_losses,
+                                 self.num_classes(self.student))
         ensemble.check_losses(self.distill_losses)
         self.register_state_dict_post_hook(_student_state_dict_hook)
         self.register_load_state_dict_pre_hook(_route_loaded_keys_hook)
@@ -192,19 +214,25 @@ class BaseDistiller(BaseModel):
         return self._teachers[0]
 
     def _build_teacher(self, cfg: dict, ckpt: Optional[str],
-                       label: str) -> nn.Module:
-        """Build, load, freeze one teacher (under the host's scope)."""
+                       init_weights: bool, label: str) -> nn.Module:
+        """Build, load, freeze one teacher (under the host's scope).
+
+        ``init_weights``: run the teacher's own whole-model ``Pretrained``
+        init (see :func:`~.checks.check_teacher_weights`).
+        """
         # The teacher's (discarded) random init must not shift the random
         # stream: with the same seed, the student then starts exactly like
         # the same model trained without distillation.
         with torch.random.fork_rng(devices=[]):
             model = self.host_models.build(cfg)
+            if init_weights:
+                model.init_weights()
         self._check_num_classes(self.num_classes(self.student),
                                 self.num_classes(model), label)
-        if ckpt is None:
-            warnings.warn(f'teacher_ckpt is None: the {label} is randomly '
-                          'initialised (only meaningful in tests)')
-        else:
+        if not ckpt and not init_weights:
+            warnings.warn(f'allow_untrained_teacher=True: the {label} is '
+                          'randomly initialised')
+        elif ckpt:
             load_teacher_checkpoint(model, ckpt, self.classifier_key)
             print_log(f'Loaded {label} weights from {ckpt}', logger='current')
         # A frozen teacher in eval mode never synchronises statistics, so

@@ -29,6 +29,9 @@ def build(teacher, teacher_ckpt, **kwargs):
     cfg = dict(type='ClsDistiller', student=classifier('resnet8'),
                teacher=teacher, teacher_ckpt=teacher_ckpt,
                distill_losses=LOSSES)
+    ckpts = teacher_ckpt if isinstance(teacher_ckpt, list) else [teacher_ckpt]
+    if None in ckpts:
+        cfg['allow_untrained_teacher'] = True  # random teachers on purpose
     cfg.update(kwargs)
     torch.manual_seed(0)
     return build_model(cfg)

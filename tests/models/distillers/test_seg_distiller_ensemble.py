@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from conftest import build_segmentor
+from helpers import build_segmentor
 from test_seg_distiller import batch, segmentor_cfg
 
 GDKD = dict(type='GDKDLoss', k=3, w0=1.0, w1=1.0, w2=2.0, temperature=2.0)
@@ -43,6 +43,9 @@ def build(teacher, teacher_ckpt, losses=None, **kwargs):
         teacher_ckpt=teacher_ckpt,
         distill_losses=losses or dict(loss_gdkd=GDKD, loss_kd=KD,
                                       loss_dkd=DKD))
+    ckpts = teacher_ckpt if isinstance(teacher_ckpt, list) else [teacher_ckpt]
+    if None in ckpts:
+        cfg['allow_untrained_teacher'] = True  # random teachers on purpose
     cfg.update(kwargs)
     torch.manual_seed(0)  # same student init in every build
     model = MODELS.build(cfg)
