@@ -19,11 +19,12 @@ from mmengine.registry import DefaultScope, Registry
 from torch import Tensor
 
 from .checks import check_losses_fit_classes, check_teacher_weights
+from .state_dict_hooks import (route_loaded_keys_hook,
+                               student_state_dict_hook)
 from .teacher_ensemble import TeacherEnsemble, expand_teachers, teacher_label
 from .utils import ModelSpec, load_model_cfg, load_teacher_checkpoint
 
 _AUTOCAST_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16}
-_STUDENT = 'student.'
 
 
 class BaseDistiller(BaseModel):
@@ -162,8 +163,8 @@ class BaseDistiller(BaseModel):
         check_losses_fit_classes(self.distill_losses,
                                  self.num_classes(self.student))
         ensemble.check_losses(self.distill_losses)
-        self.register_state_dict_post_hook(_student_state_dict_hook)
-        self.register_load_state_dict_pre_hook(_route_loaded_keys_hook)
+        self.register_state_dict_post_hook(student_state_dict_hook)
+        self.register_load_state_dict_pre_hook(route_loaded_keys_hook)
 
     # ------------------------------------------------------------------
     # host glue, implemented by subclasses
@@ -427,58 +428,3 @@ class BaseDistiller(BaseModel):
 def _as_list(value) -> list:
     """Compare config values regardless of list/tuple/scalar form."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _student_state_dict_hook(module: BaseDistiller, state_dict: dict,
-                             prefix: str, local_metadata: dict) -> None:
-    """Give checkpoints the student's plain keys (teacher only if asked)."""
-    student_prefix = prefix + _STUDENT
-    items = list(state_dict.items())
-    state_dict.clear()
-    for key, value in items:
-        if key.startswith(student_prefix):
-            key = prefix + key[len(student_prefix):]
-        state_dict[key] = value
-    metadata = getattr(state_dict, '_metadata', None)
-    if metadata is not None:
-        for key in [k for k in metadata if k == prefix + 'student' or
-                    k.startswith(student_prefix)]:
-            new_key = (prefix[:-1] if key == prefix + 'student' else prefix +
-                       key[len(student_prefix):])
-            metadata[new_key] = metadata.pop(key)
-    if module.checkpoint_teacher:
-        for index, teacher in enumerate(module.teachers):
-            teacher_prefix = _teacher_key_prefix(index, len(module.teachers))
-            for key, value in teacher.state_dict().items():
-                state_dict[prefix + teacher_prefix + key] = value
-
-
-def _teacher_key_prefix(index: int, num_teachers: int) -> str:
-    """``teacher.`` (one teacher) or ``teacher1.``, ``teacher2.``..."""
-    return teacher_label(index, num_teachers) + '.'
-
-
-def _route_loaded_keys_hook(module: BaseDistiller, state_dict: dict,
-                            prefix: str, local_metadata: dict, strict: bool,
-                            missing_keys: list, unexpected_keys: list,
-                            error_msgs: list) -> None:
-    """Accept plain student keys; load ``teacher.*`` keys (``teacher<i>.*``
-    for an ensemble) into the teachers."""
-    num = len(module.teachers)
-    teacher_prefixes = [
-        prefix + _teacher_key_prefix(i, num) for i in range(num)
-    ]
-    student_prefix = prefix + _STUDENT
-    teacher_states = [{} for _ in range(num)]
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        owner = next((i for i, p in enumerate(teacher_prefixes)
-                      if key.startswith(p)), None)
-        if owner is not None:
-            teacher_states[owner][key[len(teacher_prefixes[owner]):]] = \
-                state_dict.pop(key)
-        elif not key.startswith(student_prefix):
-            state_dict[student_prefix + key[len(prefix):]] = state_dict.pop(
-                key)
-    for teacher, teacher_state in zip(module.teachers, teacher_states):
-        if teacher_state:
-            teacher.load_state_dict(teacher_state, strict=True)
