@@ -115,7 +115,8 @@ def test_distill_config_builds(path):
     loss = model.distill_losses[loss_name]
     assert type(loss).__name__ == cfg.model.distill_losses[loss_name].type
     assert loss.ignore_index is None  # no ignored labels (255 is a class)
-    for init in [model.student.init_cfg] + [t.init_cfg for t in model.teachers]:
+    inits = [model.student.init_cfg] + [t.init_cfg for t in model.teachers]
+    for init in inits:
         assert 'Pretrained' not in str(init)
 
 
@@ -225,4 +226,5 @@ def test_teacher_ensemble_config_uses_the_model_zoo_teachers():
     loss = cfg.model.distill_losses.loss_gdkd
     # the authors' ImageNet R34 -> R18 hyper-parameters (spec section 7)
     assert (loss.w0, loss.w1, loss.w2, loss.k, loss.temperature,
-            cfg.model.warmup_epochs) == GDKD_REFERENCE['resnet34_resnet18_in1k']
+            cfg.model.warmup_epochs) == \
+        GDKD_REFERENCE['resnet34_resnet18_in1k']

@@ -61,7 +61,8 @@ def test_teacher_ensemble_config():
     """PSPNet-R101 + DeepLabV3-R101 (MMSeg zoo) -> PSPNet-R18, 'prob' mode."""
     from mmseg.registry import MODELS
     cfg = Config.fromfile(osp.join(
-        REPO_ROOT, 'configs/gdkd/pspnet-deeplabv3_r101_pspnet_r18_cityscapes.py'))
+        REPO_ROOT, 'configs', 'gdkd',
+        'pspnet-deeplabv3_r101_pspnet_r18_cityscapes.py'))
     assert cfg.model.teacher_ckpt == [
         'https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/'
         'pspnet_r101-d8_512x1024_80k_cityscapes/'

@@ -8,9 +8,12 @@ From one ensemble config (``model.teacher`` a list), builds in one process:
   (3) the ensemble in ``'loss'`` mode,
 
 and measures a full training step of each (``distiller.loss`` + backward +
-SGD step) with random weights and inputs: the median time of ``--repeat``
-runs, interleaved so that load from other processes spreads evenly, and the
-peak memory of one step above what was allocated before it (CUDA:
+SGD step) with random weights and inputs: the median wall and CPU time
+(``time.process_time``, which other processes on a shared machine do not
+inflate) of ``--repeat`` runs, interleaved so that load spreads evenly, and
+the peak memory of one step and of its forward part (``distiller.loss``,
+where the teachers run beside the student's graph) above what was
+allocated before it (CUDA:
 ``torch.cuda.max_memory_allocated``; CPU: the allocator's running total as
 recorded by the PyTorch profiler; tensor memory, not the process RSS).
 
@@ -159,6 +162,7 @@ def main() -> None:
     models = build_variants(cfg)
     inputs, samples = make_batch(next(iter(models.values())), args, device)
     steps: Dict[str, Callable[[], None]] = {}
+    forwards: Dict[str, Callable[[], None]] = {}
     for name, model in models.items():
         model.to(device).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
@@ -169,21 +173,31 @@ def main() -> None:
             sum(v for k, v in losses.items() if 'loss' in k).backward()
             optimizer.step()
 
-        steps[name] = step
+        def forward(model=model):
+            # up to the losses: the student's graph is alive while the
+            # teachers run, so this is where more teachers could add memory
+            model.loss(inputs, samples)
 
-    times: Dict[str, List[float]] = {name: [] for name in steps}
+        steps[name], forwards[name] = step, forward
+
+    # wall time, and this process's CPU time: on a shared machine the
+    # latter is not inflated by other processes (exact with --threads 1)
+    wall: Dict[str, List[float]] = {name: [] for name in steps}
+    cpu: Dict[str, List[float]] = {name: [] for name in steps}
     for i in range(args.warmup + args.repeat):
         for name, step in steps.items():
             synchronize(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             step()
             synchronize(device)
             if i >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(v) for name, v in times.items()}
-    memory = {} if args.no_memory else {
-        name: peak_memory(step, device) for name, step in steps.items()
-    }
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    memory, forward_memory = {}, {}
+    if not args.no_memory:
+        for name in steps:
+            memory[name] = peak_memory(steps[name], device)
+            forward_memory[name] = peak_memory(forwards[name], device)
 
     shape = (f'crop {args.crop[0]}x{args.crop[1]}'
              if type(models['1 teacher']).__name__ == 'SegDistiller' else
@@ -191,17 +205,21 @@ def main() -> None:
     print(f'config: {args.config}')
     print(f'device {device}, {shape}, batch {args.batch}, threads '
           f'{torch.get_num_threads()}, median of {args.repeat} interleaved '
-          f'runs (spread min-max in brackets)')
+          'runs [min-max]; ratios against the one-teacher step')
     reference = '1 teacher'
     for name in steps:
-        ratio = median[name] / median[reference]
-        line = (f'  {name:<18} {median[name] * 1000:9.1f} ms '
-                f'[{min(times[name]) * 1000:.0f}-'
-                f'{max(times[name]) * 1000:.0f}]  x{ratio:.2f}')
+        line = f'  {name:<18}'
+        for label, values in (('wall', wall), ('cpu', cpu)):
+            med = {k: statistics.median(v) for k, v in values.items()}
+            ratio = med[name] / med[reference]
+            line += (f' {label} {med[name]:7.2f} s [{min(values[name]):.2f}-'
+                     f'{max(values[name]):.2f}] x{ratio:.2f} |')
         if memory:
-            line += (f'   peak {memory[name] / 2**20:8.1f} MiB  '
-                     f'x{memory[name] / memory[reference]:.2f}')
-        print(line)
+            for label, peaks in (('peak step', memory),
+                                 ('peak fwd', forward_memory)):
+                line += (f' {label} {peaks[name] / 2**20:7.1f} MiB '
+                         f'x{peaks[name] / peaks[reference]:.2f} |')
+        print(line.rstrip(' |'))
 
 
 if __name__ == '__main__':
