@@ -380,7 +380,7 @@ class BaseDistiller(BaseModel):
             ]
         target = self.distill_target(data_samples)
         factor = self.warmup_factor()
-        cache: dict = {}  # resized / ensembled teacher logits of this step
+        cache: dict = {}  # ensemble logits per (tap, T) of this step
         for name, loss_module in self.distill_losses.items():
             short_name = name[len('loss_'):]
             for tap, weight in self.loss_heads[name].items():
