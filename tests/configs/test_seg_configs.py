@@ -11,7 +11,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT, untrained_teacher
 
 SEG_DATASETS = ('cityscapes', 'ade20k', 'voc12aug')
 ALGOS = ('gdkd', 'dkd', 'kd', 'cwd')
@@ -93,7 +93,7 @@ def test_config_builds(path):
         [train_set]
     assert {part.type for part in parts} == {dataset}
     assert len(cfg.model.distill_losses) == 1
-    cfg.model.teacher_ckpt = None
+    untrained_teacher(cfg.model)
     cfg.model.student.pretrained = None
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
