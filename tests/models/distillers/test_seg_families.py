@@ -51,6 +51,7 @@ def build(student, teacher, size):
         warnings.simplefilter('ignore')
         return MODELS.build(dict(
             type='SegDistiller', student=s_cfg, teacher=t_cfg,
+            allow_untrained_teacher=True,
             distill_losses=dict(loss_gdkd=dict(type='GDKDLoss', k=3))))
 
 

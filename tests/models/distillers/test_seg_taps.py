@@ -17,6 +17,7 @@ SIZE = (64, 128)
 def build(student, teacher, **kwargs):
     cfg = dict(type='SegDistiller', student=family_cfg(student),
                teacher=family_cfg(teacher),
+               allow_untrained_teacher=True,
                distill_losses=dict(loss_kd=dict(type='KDLoss')))
     cfg.update(kwargs)
     torch.manual_seed(0)
