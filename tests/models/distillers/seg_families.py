@@ -7,7 +7,11 @@ auxiliary heads, output strides) and its widths/depths cut so that one
 distillation step at 64x128 takes a fraction of a second on one core.
 """
 import copy
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
+
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 
 NUM_CLASSES = 19
 CHANNEL_KEYS = ('in_channels', 'channels', 'mid_channels', 'c1_in_channels',
@@ -15,9 +19,6 @@ CHANNEL_KEYS = ('in_channels', 'channels', 'mid_channels', 'c1_in_channels',
                 'ema_channels', 'latent_channels', 'isa_channels',
                 'fusion_channels', 'out_channels', 'ham_channels',
                 'feat_channels', 'feedforward_channels')
-#: Keys that are not widths wherever they appear.
-_NEVER = ('num_classes', )
-
 _RESNETS = ('ResNetV1c', 'ResNet', 'ResNetV1d', 'ResNeSt')
 
 
@@ -67,10 +68,9 @@ def _plain(cfg: dict) -> dict:
             d['type'] = 'BN'
         if 'num_classes' in d and d['num_classes'] not in (1, 2):
             d['num_classes'] = NUM_CLASSES
-        if d.get('type') == 'Pretrained' or (
-                isinstance(d.get('init_cfg'), dict)
-                and d['init_cfg'].get('type') == 'Pretrained'):
-            d.pop('init_cfg', None) if 'init_cfg' in d else None
+        if isinstance(d.get('init_cfg'), dict) and \
+                d['init_cfg'].get('type') == 'Pretrained':
+            del d['init_cfg']  # no download (init_weights is not called)
         d.pop('pretrained', None)
         if d.get('type') == 'CrossEntropyLoss' and 'class_weight' in d:
             d['class_weight'] = None
@@ -84,12 +84,8 @@ def shrink_resnet(cfg: dict, div: int = 16) -> dict:
     cfg = copy.deepcopy(cfg)
     backbone = cfg['backbone']
     if backbone['type'] == 'ResNeSt':
+        # Bottleneck only: base 4 x expansion 4 gives R18's 1/16 widths too
         backbone.update(depth=50, stem_channels=8, base_channels=4)
-        backbone['radix'] = 2
-        backbone['reduction_factor'] = 2
-        div = 64  # bottleneck expansion 4 at base 4 -> 16..128
-        # ResNeSt keeps Bottleneck: out = base * 4 * 2^i = 16..128
-        div = 16
     else:
         backbone.update(depth=18, stem_channels=16, base_channels=16)
     for key in ('neck', 'decode_head', 'auxiliary_head'):
@@ -99,6 +95,7 @@ def shrink_resnet(cfg: dict, div: int = 16) -> dict:
 
 
 def tiny(cfg: dict, family: str) -> dict:
+    """A packaged config at toy size: BN, 19 classes, no download."""
     cfg = _plain(copy.deepcopy(cfg))
     # one normalisation for every family: teacher and student must agree
     cfg['data_preprocessor'] = dict(
@@ -354,7 +351,8 @@ FAMILIES: Dict[str, str] = {
 }
 
 
-def family_cfg(family: str) -> Optional[dict]:
+def family_cfg(family: str) -> dict:
+    """The toy model config of ``family`` (a key of :data:`FAMILIES`)."""
     return load_family(family, 'mmseg::' + FAMILIES[family])
 
 
@@ -385,3 +383,24 @@ REFUSED = {
 
 #: Families that build but need compiled mmcv ops to run.
 NEEDS_COMPILED_OPS = {'psanet': 'psamask'}
+
+
+def batch(size, n=2, seed=0) -> dict:
+    """``n`` random uint8 images of ``size`` with 19-class labels (top rows
+    ignored, 255) and an edge map, as a data loader gives them."""
+    h, w = size
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(n):
+        sample = SegDataSample()
+        label = torch.randint(0, 19, (1, h, w), generator=gen)
+        label[:, :4] = 255
+        sample.gt_sem_seg = PixelData(data=label)
+        # PIDNet's boundary branch trains on an edge map (GenerateEdge)
+        sample.gt_edge_map = PixelData(data=(label % 2).to(torch.uint8))
+        sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w),
+                                 pad_shape=(h, w)))
+        samples.append(sample)
+    inputs = [torch.randint(0, 255, (3, h, w), generator=gen,
+                            dtype=torch.uint8) for _ in range(n)]
+    return dict(inputs=inputs, data_samples=samples)

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
-from seg_families import family_cfg
-from test_seg_families import batch
+from seg_families import batch, family_cfg
 
 SIZE = (64, 128)
 
