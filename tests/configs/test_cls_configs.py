@@ -24,6 +24,7 @@ from conftest import REPO_ROOT
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 ALGOS = ('gdkd', 'dkd', 'kd')
+OTHER_ALGOS = ('dist', )  # CIFAR-100 only
 DATASETS = ('cifar100', 'in1k', 'tinyimagenet', 'cub200')
 CIFAR_PAIRS = {
     # stem: (teacher model config, student model config, lr)
@@ -97,7 +98,7 @@ KD_REFERENCE = {'cifar100': (4, 0.1, 0.9), 'in1k': (1, 0.5, 0.5),
 
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 DISTILL_CONFIGS = sorted(
-    p for algo in ALGOS for ds in DATASETS
+    p for algo in ALGOS + OTHER_ALGOS for ds in DATASETS
     for p in glob.glob(osp.join(CONFIG_DIR, algo, f'*_{ds}.py')))
 TEACHER_CONFIGS = sorted(
     glob.glob(osp.join(CONFIG_DIR, 'cifar_teachers', '*.py')) +
@@ -176,7 +177,8 @@ def test_all_classification_configs_exist():
             assert f'configs/{algo}/{pair}_cifar100.py' in names
         for name in OTHER_PAIRS:
             assert f'configs/{algo}/{name}.py' in names
-    for pair in CIFAR_PAIRS:  # the authors have GDKD3 and LS for each
+    for pair in CIFAR_PAIRS:  # the authors have GDKD3, LS and DIST for each
+        assert f'configs/dist/{pair}_cifar100.py' in names
         assert f'configs/gdkd/gdkd3_{pair}_cifar100.py' in names
         assert f'configs/gdkd/ls_{pair}_cifar100.py' in names
         assert f'configs/kd/ls_{pair}_cifar100.py' in names
@@ -230,7 +232,8 @@ def test_distill_config(path):
             loss = MODELS.build(loss_cfg)
         assert type(loss).__name__ == loss_cfg.type
         assert loss.ignore_index is None  # no ignored labels (255 is a class)
-        assert loss.logit_standardization == (variant == 'ls_')
+        assert getattr(loss, 'logit_standardization', False) == (
+            variant == 'ls_')
 
 
 # one config per distinct (teacher, student) model pair: the GDKD one
@@ -382,4 +385,17 @@ def test_kd_reference_hyper_parameters(path):
     assert loss.temperature == temperature
     assert loss.loss_weight == kd_weight
     assert _ce_weight(cfg) == ce_weight
+    assert not cfg.model.get('warmup_epochs')
+
+
+@pytest.mark.parametrize('path', [
+    p for p in DISTILL_CONFIGS if split_name(p)[0] == 'dist'
+], ids=rel)
+def test_dist_reference_hyper_parameters(path):
+    """The GDKD authors' DIST defaults: beta=gamma=2, tau=4, CE weight 1."""
+    cfg = load(path)
+    loss = cfg.model.distill_losses.loss_dist
+    assert (loss.beta, loss.gamma, loss.temperature, loss.loss_weight) == (
+        2.0, 2.0, 4.0, 1.0)
+    assert _ce_weight(cfg) == 1.0
     assert not cfg.model.get('warmup_epochs')

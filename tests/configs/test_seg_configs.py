@@ -19,7 +19,7 @@ SEG_CONFIGS = sorted(
 def test_seg_configs_found():
     names = {osp.relpath(p, REPO_ROOT) for p in SEG_CONFIGS}
     assert 'configs/gdkd/pspnet_r101_r18_cityscapes.py' in names
-    for algo in ('gdkd', 'dkd', 'kd', 'cwd'):
+    for algo in ('gdkd', 'dkd', 'kd', 'cwd', 'dist'):
         for pair in ('pspnet_r101_r18', 'deeplabv3_r101_r18'):
             assert f'configs/{algo}/{pair}_cityscapes.py' in names
 
