@@ -20,7 +20,7 @@ import yaml
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT, untrained_teacher
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 ALGOS = ('gdkd', 'dkd', 'kd')
@@ -247,8 +247,8 @@ BUILD_CONFIGS = [
 def test_pair_model_builds(path):
     _, _, stem, dataset = split_name(path)
     cfg = load(path)
-    cfg.model.teacher_ckpt = None
-    with pytest.warns(UserWarning, match='teacher_ckpt is None'):
+    untrained_teacher(cfg.model)
+    with pytest.warns(UserWarning, match='allow_untrained_teacher=True'):
         model = build(runner_model_cfg(cfg))
     preprocessor = model.data_preprocessor
     assert type(preprocessor).__name__ == 'ClsDataPreprocessor'

@@ -10,7 +10,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT, untrained_teacher
 
 SEG_CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*cityscapes*.py')))
@@ -34,7 +34,7 @@ def test_config_builds(path):
     assert cfg.train_cfg.max_iters == 80000
     assert cfg.crop_size == (512, 1024)
     assert len(cfg.model.distill_losses) == 1
-    cfg.model.teacher_ckpt = None
+    untrained_teacher(cfg.model)
     cfg.model.student.pretrained = None
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from mmgdkd.datasets.tiny_imagenet import organize_val, read_val_annotations
 
 WNIDS = ['n01443537', 'n01629819', 'n01641577']

@@ -15,7 +15,7 @@ import torch
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'model_converters', 'cifar_kd_teacher.py')

@@ -95,6 +95,15 @@ class GDKDLoss(nn.Module):
             'logit_standardization', logit_standardization)
         self.last_components: Dict[str, Tensor] = {}
 
+    def check_num_classes(self, num_classes: int) -> None:
+        """ValueError unless the options fit ``C`` classes (the distillers
+        call this at build time; ``forward`` checks the logits too)."""
+        if self.strategy == 'adaptive':
+            if self.max_k is not None:
+                check_below_classes('max_k', self.max_k, num_classes)
+        else:
+            check_below_classes('k', self.k, num_classes)
+
     def _partition(self, teacher: Tensor, span: float
                    ) -> Tuple[Union[TopK, List[Tensor]], List[Optional[float]]]:
         """Partition of the teacher ``(N, C, L)`` (a :class:`TopK` spec, or

@@ -106,7 +106,7 @@ def test_teacher_pipeline_builds_and_runs():
     from mmengine.config import Config
     from mmengine.dataset import Compose
 
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
     cfg = Config.fromfile(
         f'{REPO_ROOT}/configs/cifar_teachers/resnet32x4_aug_240e_cifar100.py')
     assert [t['type'] for t in cfg.train_pipeline] == [

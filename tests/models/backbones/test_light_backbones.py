@@ -20,7 +20,7 @@ from mmgdkd.models.backbones import (CIFARMobileNetV2, CIFARShuffleNetV1,
                                      CIFARShuffleNetV2, MobileNetV1)
 from mmgdkd.models.distillers.utils import load_model_cfg
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 # model config -> (exact params with head, published M, input side,
 #                  last feature shape)
