@@ -102,3 +102,20 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     tool.main()
     assert '6 images in 3 class folders' in capsys.readouterr().out
     assert sorted(os.listdir(out)) == WNIDS
+
+
+def test_transfer_config_reads_the_converted_layout(tmp_path):
+    """The Tiny-ImageNet config's datasets and pipelines on a miniature."""
+    from mmengine.config import Config
+    from mmpretrain.registry import DATASETS
+    root = str(tmp_path / 'tiny-imagenet-200')
+    make_tiny(root)
+    organize_val(root)
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs', 'gdkd', 'resnet34_resnet18_tinyimagenet.py'))
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        dataset = DATASETS.build(dict(loader.dataset, data_root=root))
+        assert len(dataset) == 6
+        sample = dataset[0]
+        assert tuple(sample['inputs'].shape) == (3, 224, 224)
+        assert 0 <= sample['data_samples'].gt_label.item() < 3
