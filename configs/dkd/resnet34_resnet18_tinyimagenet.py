@@ -1,6 +1,7 @@
 # DKD, ResNet-34 -> ResNet-18 on Tiny-ImageNet (transfer learning), the GDKD
-# authors' hyper-parameters (ZaberKo/GDKD configs/TL/tiny-imagenet/r34_r18/dkd.yaml):
-# alpha=1, beta=0.5, T=1, cross-entropy weight 1, warm-up 1 epoch (= none).
+# authors' hyper-parameters (ZaberKo/GDKD
+# configs/TL/tiny-imagenet/r34_r18/dkd.yaml): alpha=1, beta=0.5, T=1,
+# cross-entropy weight 1, warm-up 1 epoch (= none).
 _base_ = '../_base_/distill/resnet34_resnet18_tinyimagenet.py'
 
 model = dict(

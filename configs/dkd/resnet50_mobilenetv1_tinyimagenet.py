@@ -1,6 +1,7 @@
 # DKD, ResNet-50 -> MobileNetV1 on Tiny-ImageNet (transfer learning), the GDKD
-# authors' hyper-parameters (ZaberKo/GDKD configs/TL/tiny-imagenet/r50_mv1/dkd.yaml):
-# alpha=1, beta=2, T=1, cross-entropy weight 1, warm-up 1 epoch (= none).
+# authors' hyper-parameters (ZaberKo/GDKD
+# configs/TL/tiny-imagenet/r50_mv1/dkd.yaml): alpha=1, beta=2, T=1,
+# cross-entropy weight 1, warm-up 1 epoch (= none).
 _base_ = '../_base_/distill/resnet50_mobilenetv1_tinyimagenet.py'
 
 model = dict(

@@ -1,7 +1,7 @@
 # GDKD, ResNet-50 -> MobileNetV1 on Tiny-ImageNet (transfer learning), the
-# authors' hyper-parameters (ZaberKo/GDKD configs/TL/tiny-imagenet/r50_mv1/gdkd.yaml):
-# teacher top-5 vs the rest, w0=0.5, w1=2, w2=2, T=1, cross-entropy weight
-# 1, warm-up 1 epoch (= none).
+# authors' hyper-parameters (ZaberKo/GDKD
+# configs/TL/tiny-imagenet/r50_mv1/gdkd.yaml): teacher top-5 vs the rest,
+# w0=0.5, w1=2, w2=2, T=1, cross-entropy weight 1, warm-up 1 epoch (= none).
 _base_ = '../_base_/distill/resnet50_mobilenetv1_tinyimagenet.py'
 
 model = dict(

@@ -1,6 +1,6 @@
 # GDKD, WRN-40-2 -> WRN-40-1 on CIFAR-100, the authors' hyper-parameters
-# (ZaberKo/GDKD configs/cifar100/gdkd/wrn40_2_wrn_40_1.yaml): teacher top-5 vs the
-# rest, w0=1 (group masses), w1=2 (within the top-5), w2=6 (within the
+# (ZaberKo/GDKD configs/cifar100/gdkd/wrn40_2_wrn_40_1.yaml): teacher top-5 vs
+# the rest, w0=1 (group masses), w1=2 (within the top-5), w2=6 (within the
 # rest), T=4, cross-entropy weight 1, distillation warmed up linearly over 20
 # epochs.
 _base_ = '../_base_/distill/wrn40-2_wrn40-1_cifar100.py'

@@ -1,5 +1,5 @@
-# KD, ResNet32x4 -> ShuffleNetV1 on CIFAR-100, the CRD / mdistiller recipe: T=4,
-# 0.1 x cross-entropy + 0.9 x KD, no warm-up.
+# KD, ResNet32x4 -> ShuffleNetV1 on CIFAR-100, the CRD / mdistiller recipe:
+# T=4, 0.1 x cross-entropy + 0.9 x KD, no warm-up.
 _base_ = '../_base_/distill/resnet32x4_shufflenetv1_cifar100.py'
 
 model = dict(

@@ -1,8 +1,9 @@
 # ResNet-34 teacher (fine-tuned on CUB-200-2011 by
-# configs/tl_teachers/resnet34_100e_cub200.py) -> ImageNet-pretrained ResNet-18 student on
-# CUB-200-2011, the GDKD authors' transfer-learning protocol (ZaberKo/GDKD
-# configs/TL/cub2011/r34_r18): 100 epochs, SGD lr 0.0025, batch 64 on one GPU.
-# The algorithm configs (configs/<algo>/) add the distillation losses.
+# configs/tl_teachers/resnet34_100e_cub200.py) -> ImageNet-pretrained ResNet-18
+# student on CUB-200-2011, the GDKD authors' transfer-learning protocol
+# (ZaberKo/GDKD configs/TL/cub2011/r34_r18): 100 epochs, SGD lr 0.0025, batch
+# 64 on one GPU. The algorithm configs (configs/<algo>/) add the distillation
+# losses.
 _base_ = [
     '../datasets/cub200_bs64.py', '../schedules/tl_cub200_100e.py',
     'mmpretrain::_base_/default_runtime.py'

@@ -1,8 +1,9 @@
 # ResNet-34 teacher (fine-tuned on Tiny-ImageNet by
-# configs/tl_teachers/resnet34_100e_tinyimagenet.py) -> ImageNet-pretrained ResNet-18 student on
-# Tiny-ImageNet, the GDKD authors' transfer-learning protocol (ZaberKo/GDKD
-# configs/TL/tiny-imagenet/r34_r18): 100 epochs, SGD lr 0.001, batch 64 on one GPU.
-# The algorithm configs (configs/<algo>/) add the distillation losses.
+# configs/tl_teachers/resnet34_100e_tinyimagenet.py) -> ImageNet-pretrained
+# ResNet-18 student on Tiny-ImageNet, the GDKD authors' transfer-learning
+# protocol (ZaberKo/GDKD configs/TL/tiny-imagenet/r34_r18): 100 epochs, SGD lr
+# 0.001, batch 64 on one GPU. The algorithm configs (configs/<algo>/) add the
+# distillation losses.
 _base_ = [
     '../datasets/tinyimagenet_bs64.py', '../schedules/tl_tinyimagenet_100e.py',
     'mmpretrain::_base_/default_runtime.py'

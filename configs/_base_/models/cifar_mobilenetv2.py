@@ -1,7 +1,7 @@
-# MobileNetV2 (mobile_half, 0.81M params): the CRD / mdistiller CIFAR-100 model.
-# Backbone with the reference module names, global average pooling and
-# one linear layer (``head.fc``), so the published checkpoints
-# convert key by key (tools/model_converters/cifar_kd_teacher.py).
+# MobileNetV2 (mobile_half, 0.81M params): the CRD / mdistiller CIFAR-100
+# model. Backbone with the reference module names, global average pooling and
+# one linear layer (``head.fc``), so the published checkpoints convert key by
+# key (tools/model_converters/cifar_kd_teacher.py).
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='CIFARMobileNetV2', arch='mobile_half'),

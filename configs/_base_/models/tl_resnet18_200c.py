@@ -7,7 +7,7 @@ model = dict(
         init_cfg=dict(
             type='Pretrained',
             # MMPretrain's ImageNet weights (the authors use torchvision's)
-            checkpoint='https://download.openmmlab.com/mmclassification/v0/resnet/'
-            'resnet18_8xb32_in1k_20210831-fbbb1da6.pth',
+            checkpoint='https://download.openmmlab.com/mmclassification/v0/'
+            'resnet/resnet18_8xb32_in1k_20210831-fbbb1da6.pth',
             prefix='backbone.')),
     head=dict(num_classes=200))

@@ -7,7 +7,7 @@ model = dict(
         init_cfg=dict(
             type='Pretrained',
             # MMPretrain's ImageNet weights (the authors use torchvision's)
-            checkpoint='https://download.openmmlab.com/mmclassification/v0/resnet/'
-            'resnet34_8xb32_in1k_20210831-f257d4e6.pth',
+            checkpoint='https://download.openmmlab.com/mmclassification/v0/'
+            'resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth',
             prefix='backbone.')),
     head=dict(num_classes=200))

@@ -10,6 +10,6 @@ from .kd_loss import KDLoss
 
 __all__ = [
     'GDKDLoss', 'DKDLoss', 'KDLoss', 'CWDLoss', 'DISTLoss', 'decoupled_kl',
-    'topk_masks', 'adaptive_k', 'adaptive_topk_mask', 'label_mask', 'TopK', 'LabelGroup',
-    'native_available'
+    'topk_masks', 'adaptive_k', 'adaptive_topk_mask', 'label_mask', 'TopK',
+    'LabelGroup', 'native_available'
 ]
