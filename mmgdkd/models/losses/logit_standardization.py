@@ -5,7 +5,9 @@ Each row of logits is z-scored over its classes before a distillation loss:
 ``z' = (z - mean(z)) / (eps + std(z))`` with the unbiased std and
 ``eps = 1e-7`` (the authors' LSKD / LS-GDKD convention). The gradient flows
 through the mean and the std. The transform is monotone per row, so the
-teacher's top-k partition is unchanged.
+teacher's top-k / bottom-k partitions are unchanged (the authors take them
+from the raw logits); GDKD's ``'adaptive'`` k is computed on the
+standardized logits.
 """
 import math
 from typing import NamedTuple, TypeVar
