@@ -15,8 +15,9 @@ from helpers import REPO_ROOT, untrained_teacher
 
 SEG_DATASETS = ('cityscapes', 'ade20k', 'voc12aug')
 ALGOS = ('gdkd', 'dkd', 'kd', 'cwd')
+DIST_PAIRS = ('pspnet_r101_r18_cityscapes', 'deeplabv3_r101_r18_cityscapes')
 SEG_CONFIGS = sorted(
-    p for algo in ALGOS
+    p for algo in ALGOS + ('dist', )
     for p in glob.glob(osp.join(REPO_ROOT, 'configs', algo, '*.py'))
     if osp.basename(p)[:-3].rsplit('_', 1)[-1] in SEG_DATASETS)
 STUDENT_CONFIGS = sorted(
@@ -62,6 +63,8 @@ def test_every_pair_has_a_config_per_algorithm():
     names = {osp.relpath(p, REPO_ROOT) for p in SEG_CONFIGS}
     expected = {f'configs/{algo}/{pair}.py' for algo in ALGOS
                 for pair in PAIRS}
+    # DIST (the DIST_KD segmentation setting): the two original pairs
+    expected |= {f'configs/dist/{pair}.py' for pair in DIST_PAIRS}
     assert names == expected
 
 
@@ -102,7 +105,8 @@ def test_config_builds(path):
     name, = model.distill_losses
     loss_type = cfg.model.distill_losses[name].type
     assert type(model.distill_losses[name]).__name__ == loss_type
-    assert set(model.loss_heads[name]) == ({'decode'} if algo == 'cwd' else
+    decode_only = algo in ('cwd', 'dist')
+    assert set(model.loss_heads[name]) == ({'decode'} if decode_only else
                                            taps)
 
 
