@@ -1,12 +1,13 @@
-# DIST on the decode-head logits, pixel-wise (PSPNet R101 -> R18): the
-# setting of DIST's segmentation code (hunto/DIST_KD, also
-# ZaberKo/seg-gdkd losses/distiller/dist.py): beta=1, gamma=1, tau=1,
-# weight 1 on the main head, every pixel counts (no ignore mask), the
-# intra-class relation over all pixels of the batch.
+# DIST pixel-wise on the head logits (PSPNet R101 -> R18), as the GDKD
+# authors' segmentation code runs it (ZaberKo/seg-gdkd train_kd.py with
+# losses/distiller/dist.py): beta=1, gamma=1, tau=1, every pixel counts (no
+# ignore mask), the intra-class relation over all pixels of the batch, on
+# the decode head (weight 1) and the auxiliary head (weight 0.4, the base's
+# head_weights). DIST's own code (hunto/DIST_KD, CIRKD-based) distils the
+# decode head only: head_weights=dict(_delete_=True, decode=1.0).
 _base_ = '../_base_/distill/pspnet_r101_r18_cityscapes.py'
 
 model = dict(
-    head_weights=dict(_delete_=True, decode=1.0),
     distill_losses=dict(
         loss_dist=dict(
             type='DISTLoss',

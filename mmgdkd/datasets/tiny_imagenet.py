@@ -67,15 +67,17 @@ def organize_val(root: str,
         mode (str): ``'link'`` (hard links, copying where that fails) or
             ``'copy'``.
         train_dir (str, optional): If given (relative to ``root``) and
-            present, every validation wnid must be a train class folder, so
-            that both splits have the same class indices.
+            present, the validation wnids must be exactly the train class
+            folders: ``CustomDataset`` numbers the classes by the folders
+            it finds, so a class missing from one split would shift the
+            labels of the other.
 
     Returns:
         dict: Number of images per wnid.
 
     Raises:
         ValueError: On a bad ``mode``, a non-empty output, a missing image
-            or a wnid that is not a train class.
+            or class sets of the two splits that differ.
     """
     if mode not in ('link', 'copy'):
         raise ValueError(f"mode must be 'link' or 'copy', got {mode!r}")
@@ -83,11 +85,17 @@ def organize_val(root: str,
     out_dir = out_dir or osp.join(root, 'val_classes')
     pairs = read_val_annotations(val_dir)
     if train_dir is not None and osp.isdir(osp.join(root, train_dir)):
-        classes = set(os.listdir(osp.join(root, train_dir)))
-        unknown = sorted({w for _, w in pairs} - classes)
+        train_path = osp.join(root, train_dir)
+        classes = {e.name for e in os.scandir(train_path) if e.is_dir()}
+        val_classes = {w for _, w in pairs}
+        unknown = sorted(val_classes - classes)
         if unknown:
             raise ValueError(f'validation wnids not among the train classes '
-                             f'of {osp.join(root, train_dir)}: {unknown[:5]}')
+                             f'of {train_path}: {unknown[:5]}')
+        missing = sorted(classes - val_classes)
+        if missing:
+            raise ValueError(f'train classes without a validation image in '
+                             f'{ANNOTATIONS}: {missing[:5]}')
     if osp.isdir(out_dir) and any(os.scandir(out_dir)):
         raise ValueError(f'{out_dir} is not empty; remove it or choose '
                          'another out_dir')

@@ -227,6 +227,11 @@ def test_distill_config(path):
         assert cfg.optim_wrapper.optimizer.lr == lr
         assert cfg.param_scheduler.milestones == milestones
         assert cfg.train_cfg.max_epochs == epochs
+        # authors: TL wd 1e-3, batch 64; ImageNet wd 1e-4, 8 x 32
+        wd, batch = (1e-4, 32) if dataset == 'in1k' else (1e-3, 64)
+        assert cfg.optim_wrapper.optimizer.weight_decay == wd
+        assert cfg.optim_wrapper.optimizer.momentum == 0.9
+        assert cfg.train_dataloader.batch_size == batch
     for name, loss_cfg in cfg.model.distill_losses.items():
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             loss = MODELS.build(loss_cfg)

@@ -137,3 +137,16 @@ def test_gdkd_reference_hyper_parameters():
     cfg = Config.fromfile(
         osp.join(REPO_ROOT, 'configs/gdkd/pspnet_r101_r18_cityscapes.py'))
     assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)
+
+
+@pytest.mark.parametrize('pair', ['pspnet_r101_r18', 'deeplabv3_r101_r18'])
+def test_dist_seg_gdkd_setting(pair):
+    """DIST as the seg-gdkd reference runs it (train_kd.py, kd-method
+    'dist', R18 students): beta=gamma=tau=1, every pixel, on the main head
+    (weight 1) and on the auxiliary head (weight 0.4)."""
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, f'configs/dist/{pair}_cityscapes.py'))
+    loss = cfg.model.distill_losses.loss_dist
+    assert (loss.beta, loss.gamma, loss.temperature, loss.ignore_index,
+            loss.loss_weight) == (1.0, 1.0, 1.0, None, 1.0)
+    assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)

@@ -119,3 +119,18 @@ def test_transfer_config_reads_the_converted_layout(tmp_path):
         sample = dataset[0]
         assert tuple(sample['inputs'].shape) == (3, 224, 224)
         assert 0 <= sample['data_samples'].gt_label.item() < 3
+
+
+def test_val_missing_a_train_class_is_rejected(tmp_path):
+    """CustomDataset numbers classes by the folders it finds: a train class
+    with no validation image would shift every later val label."""
+    root = str(tmp_path / 'tiny')
+    make_tiny(root)
+    with open(osp.join(root, 'val', 'val_annotations.txt')) as f:
+        lines = [ln for ln in f if WNIDS[1] not in ln]
+    with open(osp.join(root, 'val', 'val_annotations.txt'), 'w') as f:
+        f.writelines(lines)
+    with pytest.raises(ValueError, match="train classes without a "
+                       "validation image.*n01629819"):
+        organize_val(root)
+    assert not osp.exists(osp.join(root, 'val_classes'))

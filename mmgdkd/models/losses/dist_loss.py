@@ -40,14 +40,15 @@ class DISTLoss(nn.Module):
 
     The intra-class relation correlates each class's predictions across all
     rows of the batch (all pixels of all images for segmentation, as the
-    reference segmentation code). ``pearson(a, b) = cos(a - mean a,
-    b - mean b)`` with ``eps`` added to the product of the norms, as the
-    reference code (``hunto/DIST_KD``).
+    GDKD authors' segmentation code, ``ZaberKo/seg-gdkd``, which has no
+    ``tau^2`` factor: the same loss at its ``tau=1``).
+    ``pearson(a, b) = cos(a - mean a, b - mean b)`` with ``eps`` added to
+    the product of the norms, as the reference code (``hunto/DIST_KD``).
 
     Published settings: ImageNet ``beta=gamma=1, tau=1`` (DIST_KD's loss
     weight 2 is then ``loss_weight=2``); CIFAR-100 (the GDKD authors'
     baseline) ``beta=gamma=2, tau=4``; Cityscapes ``beta=gamma=1, tau=1``,
-    weight 1 on the main head.
+    weight 1 on the main head and 0.4 on the auxiliary head (seg-gdkd).
 
     Args:
         beta (float): Weight of the inter-class relation.

@@ -127,8 +127,19 @@ def test_errors_and_registry():
     with pytest.raises(ValueError, match='temperature must be a finite '
                        'number > 0, got 0'):
         DISTLoss(temperature=0)
+    with pytest.raises(ValueError, match='temperature must be a finite '
+                       'number > 0, got nan'):
+        DISTLoss(temperature=float('nan'))
     with pytest.raises(ValueError, match='must agree in N, C'):
         DISTLoss()(logits(4, 5), logits(4, 6))
+    teacher = logits(4, 5)
+    teacher[2, 1] = float('nan')
+    with pytest.raises(ValueError, match='teacher logits must be finite'):
+        DISTLoss()(logits(4, 5), teacher)
+    with pytest.raises(ValueError, match=r'target must be an integer tensor '
+                       r'of shape \(N,\) with N=4'):
+        DISTLoss(ignore_index=255)(logits(4, 5), logits(4, 5),
+                                   torch.zeros(3, dtype=torch.long))
     from mmpretrain.registry import MODELS as CLS_MODELS
     from mmseg.registry import MODELS as SEG_MODELS
     for registry in (SEG_MODELS, CLS_MODELS):
