@@ -105,7 +105,7 @@ def test_config_builds(path):
     name, = model.distill_losses
     loss_type = cfg.model.distill_losses[name].type
     assert type(model.distill_losses[name]).__name__ == loss_type
-    decode_only = algo in ('cwd', 'dist')
+    decode_only = algo == 'cwd'
     assert set(model.loss_heads[name]) == ({'decode'} if decode_only else
                                            taps)
 
