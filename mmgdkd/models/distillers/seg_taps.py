@@ -229,6 +229,8 @@ class HeadRunner:
             heads = dict(zip(self.stage_names, decode_stages(model)))
             heads.update(aux_heads(model))
             for name, head in heads.items():
+                if isinstance(head, _POINT_HEADS):
+                    continue  # own loss only, never a second forward
                 base = BaseCascadeDecodeHead if isinstance(
                     head, BaseCascadeDecodeHead) else BaseDecodeHead
                 self.own_loss[name] = head_overrides_loss(head, base)

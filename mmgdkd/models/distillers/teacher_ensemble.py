@@ -97,13 +97,14 @@ def class_softmax_temperature(name: str, loss: nn.Module) -> float:
 
     A loss states that it applies ``softmax(z / temperature)`` over the
     class axis of each row by the class attribute ``class_softmax = True``
-    (KD, DKD, GDKD); CWD's softmax runs over spatial positions
-    (``class_softmax = False``), so no single teacher's logits can stand in
-    for an average of class probabilities.
+    (KD, DKD, GDKD, DIST); CWD's softmax runs over spatial positions
+    (``class_softmax = False``), and logit standardization z-scores the
+    teacher's logits first, so in both cases no single teacher's logits can
+    stand in for an average of class probabilities.
 
     Raises:
-        ValueError: The loss does not declare a class softmax, or has no
-            positive ``temperature``.
+        ValueError: The loss does not declare a class softmax, standardizes
+            the logits, or has no positive ``temperature``.
     """
     kind = type(loss).__name__
     flag = getattr(loss, 'class_softmax', None)
@@ -116,6 +117,13 @@ def class_softmax_temperature(name: str, loss: nn.Module) -> float:
             f"{name} ({kind}) {why}, so teacher_ensemble='prob' (averaged "
             "class probabilities) cannot feed it; use teacher_ensemble="
             "'loss' (the weighted sum of per-teacher losses)")
+    if getattr(loss, 'logit_standardization', False):
+        raise ValueError(
+            f"{name} ({kind}) has logit_standardization=True: it z-scores "
+            "the teacher's logits before its softmax, so no single teacher's "
+            "logits give the averaged class probabilities of "
+            "teacher_ensemble='prob'; use teacher_ensemble='loss' (the "
+            "weighted sum of per-teacher losses)")
     temperature = getattr(loss, 'temperature', None)
     if isinstance(temperature, bool) or not isinstance(temperature, Real) \
             or not 0 < temperature < float('inf'):

@@ -7,7 +7,11 @@ auxiliary heads, output strides) and its widths/depths cut so that one
 distillation step at 64x128 takes a fraction of a second on one core.
 """
 import copy
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
+
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 
 NUM_CLASSES = 19
 CHANNEL_KEYS = ('in_channels', 'channels', 'mid_channels', 'c1_in_channels',
@@ -15,9 +19,6 @@ CHANNEL_KEYS = ('in_channels', 'channels', 'mid_channels', 'c1_in_channels',
                 'ema_channels', 'latent_channels', 'isa_channels',
                 'fusion_channels', 'out_channels', 'ham_channels',
                 'feat_channels', 'feedforward_channels')
-#: Keys that are not widths wherever they appear.
-_NEVER = ('num_classes', )
-
 _RESNETS = ('ResNetV1c', 'ResNet', 'ResNetV1d', 'ResNeSt')
 
 
@@ -67,10 +68,9 @@ def _plain(cfg: dict) -> dict:
             d['type'] = 'BN'
         if 'num_classes' in d and d['num_classes'] not in (1, 2):
             d['num_classes'] = NUM_CLASSES
-        if d.get('type') == 'Pretrained' or (
-                isinstance(d.get('init_cfg'), dict)
-                and d['init_cfg'].get('type') == 'Pretrained'):
-            d.pop('init_cfg', None) if 'init_cfg' in d else None
+        if isinstance(d.get('init_cfg'), dict) and \
+                d['init_cfg'].get('type') == 'Pretrained':
+            del d['init_cfg']  # no download (init_weights is not called)
         d.pop('pretrained', None)
         if d.get('type') == 'CrossEntropyLoss' and 'class_weight' in d:
             d['class_weight'] = None
@@ -84,12 +84,8 @@ def shrink_resnet(cfg: dict, div: int = 16) -> dict:
     cfg = copy.deepcopy(cfg)
     backbone = cfg['backbone']
     if backbone['type'] == 'ResNeSt':
+        # Bottleneck only: base 4 x expansion 4 gives R18's 1/16 widths too
         backbone.update(depth=50, stem_channels=8, base_channels=4)
-        backbone['radix'] = 2
-        backbone['reduction_factor'] = 2
-        div = 64  # bottleneck expansion 4 at base 4 -> 16..128
-        # ResNeSt keeps Bottleneck: out = base * 4 * 2^i = 16..128
-        div = 16
     else:
         backbone.update(depth=18, stem_channels=16, base_channels=16)
     for key in ('neck', 'decode_head', 'auxiliary_head'):
@@ -99,6 +95,7 @@ def shrink_resnet(cfg: dict, div: int = 16) -> dict:
 
 
 def tiny(cfg: dict, family: str) -> dict:
+    """A packaged config at toy size: BN, 19 classes, no download."""
     cfg = _plain(copy.deepcopy(cfg))
     # one normalisation for every family: teacher and student must agree
     cfg['data_preprocessor'] = dict(
@@ -297,65 +294,69 @@ def load_family(family: str, path: str) -> dict:
     return tiny(load_model_cfg(dict(cfg_path=path)).to_dict(), family)
 
 
-#: family -> smallest packaged config (19 classes where MMSeg has one)
+#: family (= folder of mmseg/.mim/configs) -> a small packaged config of it
 FAMILIES: Dict[str, str] = {
-    'ann': 'ann/ann_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'apcnet': 'apcnet/apcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'beit': 'beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py',
-    'bisenetv1': 'bisenetv1/bisenetv1_r18-d32_4xb4-160k_cityscapes-1024x1024.py',
-    'bisenetv2': 'bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py',
-    'ccnet': 'ccnet/ccnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'cgnet': 'cgnet/cgnet_fcn_4xb8-60k_cityscapes-512x1024.py',
-    'convnext': 'convnext/convnext-base_upernet_8xb2-amp-160k_ade20k-512x512.py',
-    'danet': 'danet/danet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'ddrnet': 'ddrnet/ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
-    'deeplabv3': 'deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'deeplabv3plus': 'deeplabv3plus/deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'dmnet': 'dmnet/dmnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'dnlnet': 'dnlnet/dnl_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'dpt': 'dpt/dpt_vit-b16_8xb2-160k_ade20k-512x512.py',
-    'emanet': 'emanet/emanet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
-    'encnet': 'encnet/encnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'erfnet': 'erfnet/erfnet_fcn_4xb4-160k_cityscapes-512x1024.py',
-    'fastfcn': 'fastfcn/fastfcn_r50-d32_jpu_aspp_4xb2-80k_cityscapes-512x1024.py',
-    'fastscnn': 'fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py',
-    'fcn': 'fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'gcnet': 'gcnet/gcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'hrnet': 'hrnet/fcn_hr18_4xb2-40k_cityscapes-512x1024.py',
-    'icnet': 'icnet/icnet_r50-d8_4xb2-80k_cityscapes-832x832.py',
-    'isanet': 'isanet/isanet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'knet': 'knet/knet-s3_r50-d8_fcn_8xb2-adamw-80k_ade20k-512x512.py',
-    'mae': 'mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py',
-    'mask2former': 'mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
-    'maskformer': 'maskformer/maskformer_r50-d32_8xb2-160k_ade20k-512x512.py',
-    'mobilenet_v2': 'mobilenet_v2/mobilenet-v2-d8_deeplabv3_4xb2-80k_cityscapes-512x1024.py',
-    'mobilenet_v3': 'mobilenet_v3/mobilenet-v3-d8-s_lraspp_4xb4-320k_cityscapes-512x1024.py',
-    'nonlocal_net': 'nonlocal_net/nonlocal_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'ocrnet': 'ocrnet/ocrnet_hr18_4xb2-40k_cityscapes-512x1024.py',
-    'pidnet': 'pidnet/pidnet-s_2xb6-120k_1024x1024-cityscapes.py',
-    'point_rend': 'point_rend/pointrend_r50_4xb2-80k_cityscapes-512x1024.py',
-    'poolformer': 'poolformer/fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py',
-    'psanet': 'psanet/psanet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'pspnet': 'pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'resnest': 'resnest/resnest_s101-d8_deeplabv3_4xb2-80k_cityscapes-512x1024.py',
-    'san': 'san/san-vit-b16_coco-stuff164k-640x640.py',
-    'segformer': 'segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
-    'segmenter': 'segmenter/segmenter_vit-t_mask_8xb1-160k_ade20k-512x512.py',
-    'segnext': 'segnext/segnext_mscan-t_1xb16-adamw-160k_ade20k-512x512.py',
-    'sem_fpn': 'sem_fpn/fpn_r50_4xb2-80k_cityscapes-512x1024.py',
-    'setr': 'setr/setr_vit-l_pup_8xb1-80k_cityscapes-768x768.py',
-    'stdc': 'stdc/stdc1_4xb12-80k_cityscapes-512x1024.py',
-    'swin': 'swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
-    'twins': 'twins/twins_pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py',
-    'unet': 'unet/unet-s5-d16_fcn_4xb4-160k_cityscapes-512x1024.py',
-    'upernet': 'upernet/upernet_r50_4xb2-40k_cityscapes-512x1024.py',
-    'vit': 'vit/vit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py',
-    'vpd': 'vpd/vpd_sd_4xb8-25k_nyu-480x480.py',
+    'ann': 'ann_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'apcnet': 'apcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'beit': 'beit-base_upernet_8xb2-160k_ade20k-640x640.py',
+    'bisenetv1': 'bisenetv1_r18-d32_4xb4-160k_cityscapes-1024x1024.py',
+    'bisenetv2': 'bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py',
+    'ccnet': 'ccnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'cgnet': 'cgnet_fcn_4xb8-60k_cityscapes-512x1024.py',
+    'convnext': 'convnext-base_upernet_8xb2-amp-160k_ade20k-512x512.py',
+    'danet': 'danet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'ddrnet': 'ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
+    'deeplabv3': 'deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'deeplabv3plus': 'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'dmnet': 'dmnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'dnlnet': 'dnl_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'dpt': 'dpt_vit-b16_8xb2-160k_ade20k-512x512.py',
+    'emanet': 'emanet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
+    'encnet': 'encnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'erfnet': 'erfnet_fcn_4xb4-160k_cityscapes-512x1024.py',
+    'fastfcn': 'fastfcn_r50-d32_jpu_aspp_4xb2-80k_cityscapes-512x1024.py',
+    'fastscnn': 'fast_scnn_8xb4-160k_cityscapes-512x1024.py',
+    'fcn': 'fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'gcnet': 'gcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'hrnet': 'fcn_hr18_4xb2-40k_cityscapes-512x1024.py',
+    'icnet': 'icnet_r50-d8_4xb2-80k_cityscapes-832x832.py',
+    'isanet': 'isanet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'knet': 'knet-s3_r50-d8_fcn_8xb2-adamw-80k_ade20k-512x512.py',
+    'mae': 'mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py',
+    'mask2former': 'mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
+    'maskformer': 'maskformer_r50-d32_8xb2-160k_ade20k-512x512.py',
+    'mobilenet_v2':
+    'mobilenet-v2-d8_deeplabv3_4xb2-80k_cityscapes-512x1024.py',
+    'mobilenet_v3':
+    'mobilenet-v3-d8-s_lraspp_4xb4-320k_cityscapes-512x1024.py',
+    'nonlocal_net': 'nonlocal_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'ocrnet': 'ocrnet_hr18_4xb2-40k_cityscapes-512x1024.py',
+    'pidnet': 'pidnet-s_2xb6-120k_1024x1024-cityscapes.py',
+    'point_rend': 'pointrend_r50_4xb2-80k_cityscapes-512x1024.py',
+    'poolformer': 'fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py',
+    'psanet': 'psanet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'pspnet': 'pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'resnest': 'resnest_s101-d8_deeplabv3_4xb2-80k_cityscapes-512x1024.py',
+    'san': 'san-vit-b16_coco-stuff164k-640x640.py',
+    'segformer': 'segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
+    'segmenter': 'segmenter_vit-t_mask_8xb1-160k_ade20k-512x512.py',
+    'segnext': 'segnext_mscan-t_1xb16-adamw-160k_ade20k-512x512.py',
+    'sem_fpn': 'fpn_r50_4xb2-80k_cityscapes-512x1024.py',
+    'setr': 'setr_vit-l_pup_8xb1-80k_cityscapes-768x768.py',
+    'stdc': 'stdc1_4xb12-80k_cityscapes-512x1024.py',
+    'swin':
+    'swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+    'twins': 'twins_pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py',
+    'unet': 'unet-s5-d16_fcn_4xb4-160k_cityscapes-512x1024.py',
+    'upernet': 'upernet_r50_4xb2-40k_cityscapes-512x1024.py',
+    'vit': 'vit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py',
+    'vpd': 'vpd_sd_4xb8-25k_nyu-480x480.py',
 }
 
 
-def family_cfg(family: str) -> Optional[dict]:
-    return load_family(family, 'mmseg::' + FAMILIES[family])
+def family_cfg(family: str) -> dict:
+    """The toy model config of ``family`` (a key of :data:`FAMILIES`)."""
+    return load_family(family, f'mmseg::{family}/{FAMILIES[family]}')
 
 
 #: Families that distil, as a ring: each is the teacher of the next one, so
@@ -385,3 +386,24 @@ REFUSED = {
 
 #: Families that build but need compiled mmcv ops to run.
 NEEDS_COMPILED_OPS = {'psanet': 'psamask'}
+
+
+def batch(size, n=2, seed=0) -> dict:
+    """``n`` random uint8 images of ``size`` with 19-class labels (top rows
+    ignored, 255) and an edge map, as a data loader gives them."""
+    h, w = size
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(n):
+        sample = SegDataSample()
+        label = torch.randint(0, 19, (1, h, w), generator=gen)
+        label[:, :4] = 255
+        sample.gt_sem_seg = PixelData(data=label)
+        # PIDNet's boundary branch trains on an edge map (GenerateEdge)
+        sample.gt_edge_map = PixelData(data=(label % 2).to(torch.uint8))
+        sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w),
+                                 pad_shape=(h, w)))
+        samples.append(sample)
+    inputs = [torch.randint(0, 255, (3, h, w), generator=gen,
+                            dtype=torch.uint8) for _ in range(n)]
+    return dict(inputs=inputs, data_samples=samples)

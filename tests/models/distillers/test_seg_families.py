@@ -12,33 +12,12 @@ import warnings
 import pytest
 import torch
 from mmengine.registry import DefaultScope
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 
 from seg_families import (FAMILIES, INPUT_SIZE, NEEDS_COMPILED_OPS, REFUSED,
-                          RING, family_cfg)
+                          RING, batch, family_cfg)
 
 PAIRS = [(RING[i], RING[(i + 1) % len(RING)]) for i in range(len(RING))]
-
-
-def batch(size, n=2, seed=0):
-    h, w = size
-    gen = torch.Generator().manual_seed(seed)
-    samples = []
-    for _ in range(n):
-        sample = SegDataSample()
-        label = torch.randint(0, 19, (1, h, w), generator=gen)
-        label[:, :4] = 255
-        sample.gt_sem_seg = PixelData(data=label)
-        # PIDNet's boundary branch trains on an edge map (GenerateEdge)
-        sample.gt_edge_map = PixelData(data=(label % 2).to(torch.uint8))
-        sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w),
-                                 pad_shape=(h, w)))
-        samples.append(sample)
-    inputs = [torch.randint(0, 255, (3, h, w), generator=gen,
-                            dtype=torch.uint8) for _ in range(n)]
-    return dict(inputs=inputs, data_samples=samples)
 
 
 def build(student, teacher, size):
@@ -51,7 +30,7 @@ def build(student, teacher, size):
         warnings.simplefilter('ignore')
         return MODELS.build(dict(
             type='SegDistiller', student=s_cfg, teacher=t_cfg,
-            allow_untrained_teacher=True,  # random teachers on purpose
+            allow_untrained_teacher=True,
             distill_losses=dict(loss_gdkd=dict(type='GDKDLoss', k=3))))
 
 

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
-from seg_families import family_cfg
-from test_seg_families import batch
+from seg_families import batch, family_cfg
 
 SIZE = (64, 128)
 
@@ -17,7 +16,7 @@ SIZE = (64, 128)
 def build(student, teacher, **kwargs):
     cfg = dict(type='SegDistiller', student=family_cfg(student),
                teacher=family_cfg(teacher),
-               allow_untrained_teacher=True,  # random teachers on purpose
+               allow_untrained_teacher=True,
                distill_losses=dict(loss_kd=dict(type='KDLoss')))
     cfg.update(kwargs)
     torch.manual_seed(0)
@@ -158,3 +157,26 @@ def test_channel_mismatch_in_explicit_map():
     with pytest.raises(ValueError, match=r"student tap 'aux_2' has 2 logit "
                        r"channels, teacher tap 'decode' has 19"):
         build('stdc', 'pspnet', teacher_taps=dict(aux_2='decode'))
+
+
+def test_prediction_map_of_multi_output_heads():
+    from mmgdkd.models.distillers.seg_taps import prediction_map
+    maps = (torch.zeros(1, 19, 2, 2), torch.ones(1, 19, 2, 2),
+            torch.full((1, 1, 2, 2), 2.))
+    pid = host_model('pidnet').decode_head  # (P, I, D): inference uses I
+    assert prediction_map(pid, maps) is maps[1]
+    fcn = host_model('fcn').decode_head
+    assert prediction_map(fcn, maps[0]) is maps[0]
+    with pytest.raises(ValueError, match='FCNHead.forward returned a tuple '
+                       'of several maps'):
+        prediction_map(fcn, maps)
+
+
+def test_resize_is_bilinear_and_a_no_op_at_equal_size():
+    from mmgdkd.models.distillers.seg_taps import resize_to
+    logits = torch.randn(2, 19, 8, 16)
+    assert resize_to(logits, (8, 16)) is logits
+    torch.testing.assert_close(
+        resize_to(logits, (16, 32)),
+        F.interpolate(logits, size=(16, 32), mode='bilinear',
+                      align_corners=False))

@@ -180,3 +180,30 @@ def test_ensemble_of_copies_gives_the_single_teacher_loss_float64(loss):
     term = ensemble.term(loss, student, [teacher, teacher], target)
     single = loss(student, teacher, target)
     torch.testing.assert_close(term.value, single, rtol=1e-12, atol=1e-14)
+
+
+def test_dist_has_a_class_softmax_and_ls_is_refused():
+    from mmgdkd.models.losses import DISTLoss
+    assert class_softmax_temperature('loss_dist',
+                                     DISTLoss(temperature=4.0)) == 4.0
+    with pytest.raises(ValueError, match=r"loss_gdkd \(GDKDLoss\) has "
+                       r"logit_standardization=True.*teacher_ensemble="
+                       r"'loss'"):
+        class_softmax_temperature(
+            'loss_gdkd', GDKDLoss(logit_standardization=True))
+
+
+def test_dist_prob_identity():
+    """DIST on the ensemble logits sees the mixture of the teachers."""
+    from mmgdkd.models.losses import DISTLoss
+    gen = torch.Generator().manual_seed(3)
+    student = torch.randn(8, 10, generator=gen, dtype=torch.float64)
+    teachers = [torch.randn(8, 10, generator=gen, dtype=torch.float64)
+                for _ in range(2)]
+    loss = DISTLoss(temperature=2.0)
+    term = TeacherEnsemble((0.5, 0.5), 'prob').term(
+        loss, student, teachers, None)
+    # the same loss on logits whose softmax is the mixture: log(mixture)*T
+    mixture = mixture64(teachers, (0.5, 0.5), 2.0)
+    torch.testing.assert_close(term.value,
+                               loss(student, mixture.log() * 2.0))
