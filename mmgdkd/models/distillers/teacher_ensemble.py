@@ -230,19 +230,19 @@ class TeacherEnsemble:
                     f'{tuple(logits.shape)} differ from the student logits '
                     f'{tuple(student.shape)}; the distiller must resize '
                     'them to the student\'s')
-        resized = [logits.detach() for logits in teachers]
+        teachers = [logits.detach() for logits in teachers]
         if self.mode == 'prob':
             temperature = class_softmax_temperature(type(loss).__name__, loss)
             ens = cache.get(('prob', key, temperature))
             if ens is None:
                 with torch.no_grad():
-                    ens = ensemble_logits(resized, self.weights, temperature)
+                    ens = ensemble_logits(teachers, self.weights, temperature)
                 cache[('prob', key, temperature)] = ens
             value = loss(student, ens, target)
             return EnsembleTerm(
                 value, dict(getattr(loss, 'last_components', {})), {})
         value, components, per_teacher = None, {}, {}
-        for index, (weight, logits) in enumerate(zip(self.weights, resized)):
+        for index, (weight, logits) in enumerate(zip(self.weights, teachers)):
             single = loss(student, logits, target)
             per_teacher[teacher_label(index, len(self))] = single.detach()
             # Components average like the loss, so that the loss's identity

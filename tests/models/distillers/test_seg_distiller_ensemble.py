@@ -280,3 +280,17 @@ def test_missing_tap_names_each_teacher():
     # the default pairs aux only where every teacher has it
     model = build([segmentor_cfg(), no_aux], None, head_weights=None)
     assert model.loss_heads['loss_gdkd'] == {'decode': 1.0}
+
+
+class _Payload:
+    """An arbitrary pickled object: not allowed by the safe loader."""
+
+
+def test_each_teacher_checkpoint_is_loaded_safely(ckpts, tmp_path):
+    from mmgdkd.compat import UnsafeCheckpointError
+    state = torch.load(ckpts[1], weights_only=True)
+    state['meta'] = {'payload': _Payload()}
+    evil = str(tmp_path / 'evil_teacher2.pth')
+    torch.save(state, evil)
+    with pytest.raises(UnsafeCheckpointError, match='evil_teacher2.pth'):
+        build([segmentor_cfg(), segmentor_cfg()], [ckpts[0], evil])
