@@ -141,7 +141,9 @@ def ensemble_logits(logits: Sequence[Tensor], weights: Sequence[float],
     ``T * (m + log(sum_i w_i exp(l_i - m)))``. Every ``exp`` is at most 1
     and the sum is at least the smallest weight, so nothing overflows or
     takes ``log 0``; identical teachers give exactly ``T * l`` (the sum is
-    ``sum_i w_i * 1``). Weights are Python floats: no host sync.
+    ``sum_i w_i * 1``). Weights are Python floats: no host sync. The
+    inputs are detached: the in-place arithmetic would otherwise break a
+    backward through them, and a teacher gets no gradient anyway.
 
     Args:
         logits: Per teacher ``(N, C)`` or ``(N, C, H, W)``, equal shapes.
@@ -153,8 +155,10 @@ def ensemble_logits(logits: Sequence[Tensor], weights: Sequence[float],
     """
     with torch.autocast(logits[0].device.type, enabled=False):
         log_probs = [
-            F.log_softmax((z if z.dtype == torch.float64 else z.float()) /
-                          temperature, dim=1) for z in logits
+            F.log_softmax(
+                (z if z.dtype == torch.float64 else z.float()).detach() /
+                temperature,
+                dim=1) for z in logits
         ]
         peak = log_probs[0]
         for log_prob in log_probs[1:]:

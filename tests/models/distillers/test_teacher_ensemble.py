@@ -57,6 +57,18 @@ def test_identical_teachers_give_the_log_softmax_exactly():
         assert torch.equal(ens, expected)
 
 
+def test_ensemble_logits_carry_no_gradient_even_from_grad_inputs():
+    # the docstring's "no gradient" must hold outside no_grad too: the
+    # in-place arithmetic made such a backward fail
+    logits = [torch.randn(3, 6, requires_grad=True) for _ in range(2)]
+    ens = ensemble_logits(logits, (0.5, 0.5), 2.0)
+    assert not ens.requires_grad
+    student = torch.randn(3, 6, requires_grad=True)
+    (student * ens).sum().backward()
+    assert all(z.grad is None for z in logits)
+    torch.testing.assert_close(student.grad, ens)
+
+
 def test_autocast_teacher_logits_are_combined_in_fp32():
     z = torch.randn(2, 5).bfloat16()
     with torch.autocast('cpu', dtype=torch.bfloat16):
