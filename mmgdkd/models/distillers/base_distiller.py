@@ -18,7 +18,8 @@ from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import DefaultScope, Registry
 from torch import Tensor
 
-from .checks import check_losses_fit_classes, check_teacher_weights
+from .checks import (check_losses_fit_classes, check_same_preprocessor,
+                     check_teacher_preprocessor, check_teacher_weights)
 from .state_dict_hooks import (route_loaded_keys_hook,
                                student_state_dict_hook)
 from .teacher_ensemble import TeacherEnsemble, expand_teachers, teacher_label
@@ -100,14 +101,16 @@ class BaseDistiller(BaseModel):
         if data_preprocessor is None:
             data_preprocessor = student_cfg.get('data_preprocessor')
         else:
-            self._check_same_preprocessor(data_preprocessor,
-                                          student_cfg.get('data_preprocessor'))
+            check_same_preprocessor(data_preprocessor,
+                                    student_cfg.get('data_preprocessor'))
         num_teachers = len(teacher_cfgs)
         teacher_init_weights = []
         for index, (teacher_cfg, ckpt) in enumerate(
                 zip(teacher_cfgs, teacher_ckpts)):
-            self._check_preprocessors(student_cfg.get('data_preprocessor'),
-                                      teacher_cfg.get('data_preprocessor'))
+            check_teacher_preprocessor(
+                student_cfg.get('data_preprocessor'),
+                teacher_cfg.get('data_preprocessor'),
+                teacher_label(index, num_teachers))
             try:
                 teacher_init_weights.append(check_teacher_weights(
                     teacher_cfg, ckpt, allow_untrained_teacher,
@@ -251,46 +254,6 @@ class BaseDistiller(BaseModel):
                 f'{label} predicts {teacher_classes} classes, the student '
                 f'{student_classes}')
 
-    @staticmethod
-    def _check_same_preprocessor(given, student_pre: Optional[dict]) -> None:
-        """The batches the student trains on must be the ones it expects.
-
-        mmengine's Runner passes a config's top-level ``data_preprocessor``
-        to the model; if it disagrees with the student's own (e.g. a crop
-        ``size`` changed in one place only), every batch would silently be
-        padded or normalised differently from the student's config.
-        """
-        if not isinstance(given, dict) or not student_pre:
-            return
-        differing = {
-            key: (given[key], student_pre[key])
-            for key in set(given) & set(student_pre)
-            if _as_list(given[key]) != _as_list(student_pre[key])
-        }
-        if differing:
-            detail = '; '.join(f'{k}: distiller {a!r} vs student {b!r}'
-                               for k, (a, b) in sorted(differing.items()))
-            raise ValueError(
-                'the distiller\'s data_preprocessor (the config\'s top-level '
-                '`data_preprocessor` or `model.data_preprocessor`) differs '
-                f'from the student\'s: {detail}. Set both to the same '
-                'values.')
-
-    @staticmethod
-    def _check_preprocessors(student_pre: Optional[dict],
-                             teacher_pre: Optional[dict]) -> None:
-        """The teacher sees the student's normalised input: they must agree."""
-        if not student_pre or not teacher_pre:
-            return
-        for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'to_rgb'):
-            s_val, t_val = student_pre.get(key), teacher_pre.get(key)
-            if s_val is not None and t_val is not None and \
-                    _as_list(s_val) != _as_list(t_val):
-                raise ValueError(
-                    f'teacher and student data_preprocessor differ in '
-                    f'{key}: teacher {t_val}, student {s_val}; the teacher '
-                    'receives the student\'s normalised input')
-
     def _build_distill_losses(self, distill_losses: dict,
                               head_weights: Optional[Dict[str, float]]
                               ) -> None:
@@ -424,7 +387,3 @@ class BaseDistiller(BaseModel):
             teacher.eval()
         return self
 
-
-def _as_list(value) -> list:
-    """Compare config values regardless of list/tuple/scalar form."""
-    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -112,3 +112,49 @@ def check_losses_fit_classes(distill_losses: Mapping[str, nn.Module],
                 f'distill_losses.{name} ({type(loss).__name__}): {err} '
                 f'(the teacher and student predict {num_classes} classes)'
             ) from err
+
+
+def check_same_preprocessor(given, student_pre: Optional[dict]) -> None:
+    """The batches the student trains on must be the ones it expects.
+
+    mmengine's Runner passes a config's top-level ``data_preprocessor``
+    to the model; if it disagrees with the student's own (e.g. a crop
+    ``size`` changed in one place only), every batch would silently be
+    padded or normalised differently from the student's config.
+    """
+    if not isinstance(given, dict) or not student_pre:
+        return
+    differing = {
+        key: (given[key], student_pre[key])
+        for key in set(given) & set(student_pre)
+        if _as_list(given[key]) != _as_list(student_pre[key])
+    }
+    if differing:
+        detail = '; '.join(f'{k}: distiller {a!r} vs student {b!r}'
+                           for k, (a, b) in sorted(differing.items()))
+        raise ValueError(
+            'the distiller\'s data_preprocessor (the config\'s top-level '
+            '`data_preprocessor` or `model.data_preprocessor`) differs '
+            f'from the student\'s: {detail}. Set both to the same values.')
+
+
+def check_teacher_preprocessor(student_pre: Optional[dict],
+                               teacher_pre: Optional[dict],
+                               label: str = 'teacher') -> None:
+    """The teacher (``label``: ``'teacher2'``... in an ensemble) sees the
+    student's normalised input: their normalisations must agree."""
+    if not student_pre or not teacher_pre:
+        return
+    for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'to_rgb'):
+        s_val, t_val = student_pre.get(key), teacher_pre.get(key)
+        if s_val is not None and t_val is not None and \
+                _as_list(s_val) != _as_list(t_val):
+            raise ValueError(
+                f'{label} and student data_preprocessor differ in {key}: '
+                f'{label} {t_val}, student {s_val}; the {label} receives '
+                'the student\'s normalised input')
+
+
+def _as_list(value) -> list:
+    """Compare config values regardless of list/tuple/scalar form."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]

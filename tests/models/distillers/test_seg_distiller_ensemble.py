@@ -269,6 +269,15 @@ def test_bad_ensembles(kwargs, match):
         build([segmentor_cfg(), segmentor_cfg()], **kwargs)
 
 
+def test_normalisation_mismatch_names_the_teacher():
+    other = segmentor_cfg()
+    other['data_preprocessor']['mean'] = [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r'teacher2 and student '
+                       r'data_preprocessor differ in mean: teacher2 '
+                       r'\[0\.0, 0\.0, 0\.0\]'):
+        build([segmentor_cfg(), other], None)
+
+
 def test_missing_tap_names_each_teacher():
     no_aux = segmentor_cfg()
     no_aux.pop('auxiliary_head')
