@@ -270,6 +270,14 @@ class BaseDistiller(BaseModel):
                 raise ValueError(
                     f'distill_losses key {name!r} must start with "loss_" '
                     '(mmengine sums only keys containing "loss")')
+            if 'loss' in name[len('loss_'):]:
+                # it names the logged components and per-teacher terms,
+                # which mmengine would then add to the total loss
+                raise ValueError(
+                    f'distill_losses key {name!r}: the part after "loss_" '
+                    'must not contain "loss" (it names logged terms such as '
+                    f'distill.<tap>.teacher1.{name[len("loss_"):]}, which '
+                    'mmengine would add to the total loss)')
             loss_cfg = dict(loss_cfg)
             heads = dict(loss_cfg.pop('heads', default_weights))
             for tap, weight in heads.items():

@@ -136,3 +136,20 @@ def test_bad_ensembles(ckpts):
         build([classifier('resnet14')] * 2, [ckpts[0]])
     with pytest.raises(ValueError, match=r'> 0, got 0'):
         build([classifier('resnet14')] * 2, None, teacher_weights=[0, 1])
+
+
+def test_a_loss_name_may_not_smuggle_logged_terms_into_the_total():
+    # 'loss_kd_loss' would log distill.head.teacher1.kd_loss, which
+    # mmengine's parse_losses adds to the total loss
+    with pytest.raises(ValueError, match=r"'loss_kd_loss': the part after "
+                       r'"loss_" must not contain "loss"'):
+        build([classifier('resnet14')] * 2, None, teacher_ensemble='loss',
+              distill_losses=dict(loss_kd_loss=KD))
+    model = build([classifier('resnet14')] * 2, None,
+                  teacher_ensemble='loss')
+    data = model.data_preprocessor(batch(n=4), True)
+    losses = model(**data, mode='loss')
+    total, _ = model.parse_losses(losses)
+    optimised = [k for k in losses if k.startswith('student.') or
+                 k.startswith('distill.head.loss_')]
+    torch.testing.assert_close(total, sum(losses[k] for k in optimised))
