@@ -18,8 +18,9 @@ from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import DefaultScope, Registry
 from torch import Tensor
 
-from .checks import (check_losses_fit_classes, check_same_preprocessor,
-                     check_teacher_preprocessor, check_teacher_weights)
+from .checks import (check_distill_loss_name, check_losses_fit_classes,
+                     check_same_preprocessor, check_teacher_preprocessor,
+                     check_teacher_weights)
 from .state_dict_hooks import (route_loaded_keys_hook,
                                student_state_dict_hook)
 from .teacher_ensemble import TeacherEnsemble, expand_teachers, teacher_label
@@ -266,18 +267,7 @@ class BaseDistiller(BaseModel):
         self.distill_losses = nn.ModuleDict()
         self.loss_heads: Dict[str, Dict[str, float]] = {}
         for name, loss_cfg in distill_losses.items():
-            if not name.startswith('loss_'):
-                raise ValueError(
-                    f'distill_losses key {name!r} must start with "loss_" '
-                    '(mmengine sums only keys containing "loss")')
-            if 'loss' in name[len('loss_'):]:
-                # it names the logged components and per-teacher terms,
-                # which mmengine would then add to the total loss
-                raise ValueError(
-                    f'distill_losses key {name!r}: the part after "loss_" '
-                    'must not contain "loss" (it names logged terms such as '
-                    f'distill.<tap>.teacher1.{name[len("loss_"):]}, which '
-                    'mmengine would add to the total loss)')
+            check_distill_loss_name(name)
             loss_cfg = dict(loss_cfg)
             heads = dict(loss_cfg.pop('heads', default_weights))
             for tap, weight in heads.items():

@@ -158,3 +158,20 @@ def check_teacher_preprocessor(student_pre: Optional[dict],
 def _as_list(value) -> list:
     """Compare config values regardless of list/tuple/scalar form."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def check_distill_loss_name(name: str) -> None:
+    """A ``distill_losses`` key is ``'loss_<short>'``: mmengine optimises the
+    sum of the keys containing ``loss``, and ``<short>`` names the logged
+    (not optimised) components and per-teacher terms, so it must not."""
+    if not name.startswith('loss_'):
+        raise ValueError(
+            f'distill_losses key {name!r} must start with "loss_" '
+            '(mmengine sums only keys containing "loss")')
+    short = name[len('loss_'):]
+    if 'loss' in short:
+        raise ValueError(
+            f'distill_losses key {name!r}: the part after "loss_" must not '
+            'contain "loss" (it names logged terms such as '
+            f'distill.<tap>.teacher1.{short}, which mmengine would add to '
+            'the total loss)')

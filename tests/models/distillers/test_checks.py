@@ -1,11 +1,15 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
-"""Build-time checks: untrained teachers, class-count-dependent options."""
+"""Build-time checks: untrained teachers, class-count-dependent options,
+loss names, preprocessors."""
 import pytest
 import torch
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
-from mmgdkd.models.distillers.checks import (check_losses_fit_classes,
+from mmgdkd.models.distillers.checks import (check_distill_loss_name,
+                                             check_losses_fit_classes,
+                                             check_same_preprocessor,
+                                             check_teacher_preprocessor,
                                              check_teacher_weights,
                                              pretrained_init)
 from mmgdkd.models.losses import GDKDLoss
@@ -98,3 +102,26 @@ def test_options_that_fit_are_accepted():
             dict(loss_gdkd=GDKDLoss(**loss)), NUM_CLASSES)
     # unknown class count: nothing to check against
     check_losses_fit_classes(dict(loss_gdkd=GDKDLoss(k=50)), None)
+
+
+def test_distill_loss_names():
+    check_distill_loss_name('loss_gdkd')
+    with pytest.raises(ValueError, match=r"'gdkd' must start with "
+                       r'"loss_"'):
+        check_distill_loss_name('gdkd')
+    with pytest.raises(ValueError, match=r"'loss_kd_loss': the part after "
+                       r'"loss_" must not contain "loss".*teacher1\.kd_loss'):
+        check_distill_loss_name('loss_kd_loss')
+
+
+def test_preprocessor_checks():
+    pre = dict(mean=[1.0, 2.0, 3.0], std=(4.0, 5.0, 6.0), size=(8, 16))
+    check_same_preprocessor(dict(pre, std=[4.0, 5.0, 6.0]), pre)
+    check_same_preprocessor(dict(pre, pad_val=0), pre)  # only shared keys
+    with pytest.raises(ValueError, match=r'size: distiller \(4, 4\) vs '
+                       r'student \(8, 16\)'):
+        check_same_preprocessor(dict(pre, size=(4, 4)), pre)
+    check_teacher_preprocessor(pre, dict(pre, size=(4, 4)))  # not compared
+    with pytest.raises(ValueError, match=r'teacher3 and student '
+                       r'data_preprocessor differ in std: teacher3 1\.0'):
+        check_teacher_preprocessor(pre, dict(pre, std=1.0), 'teacher3')
