@@ -7,7 +7,8 @@ import torch.nn as nn
 from mmgdkd.models.distillers.teacher_ensemble import (
     TeacherEnsemble, class_softmax_temperature, ensemble_logits,
     expand_teachers, normalise_weights)
-from mmgdkd.models.losses import CWDLoss, DKDLoss, GDKDLoss, KDLoss
+from mmgdkd.models.losses import (CWDLoss, DISTLoss, DKDLoss, GDKDLoss,
+                                  KDLoss)
 
 
 def mixture64(logits, weights, temperature):
@@ -195,7 +196,6 @@ def test_ensemble_of_copies_gives_the_single_teacher_loss_float64(loss):
 
 
 def test_dist_has_a_class_softmax_and_ls_is_refused():
-    from mmgdkd.models.losses import DISTLoss
     assert class_softmax_temperature('loss_dist',
                                      DISTLoss(temperature=4.0)) == 4.0
     with pytest.raises(ValueError, match=r"loss_gdkd \(GDKDLoss\) has "
@@ -205,17 +205,35 @@ def test_dist_has_a_class_softmax_and_ls_is_refused():
             'loss_gdkd', GDKDLoss(logit_standardization=True))
 
 
-def test_dist_prob_identity():
-    """DIST on the ensemble logits sees the mixture of the teachers."""
-    from mmgdkd.models.losses import DISTLoss
+@pytest.mark.parametrize('make_loss', [
+    lambda: GDKDLoss(k=3, temperature=3.0, ignore_index=None),
+    lambda: GDKDLoss(k=2, strategy='adaptive', temperature=2.0,
+                     ignore_index=None),
+    lambda: GDKDLoss(k=2, strategy='topk3', temperature=0.5,
+                     ignore_index=None),
+    lambda: DKDLoss(temperature=4.0, ignore_index=None),
+    lambda: KDLoss(temperature=0.7, ignore_index=None),
+    lambda: DISTLoss(temperature=2.5),
+], ids=['gdkd', 'gdkd_adaptive', 'gdkd3', 'dkd', 'kd', 'dist'])
+@pytest.mark.parametrize('shape', [(8, 10), (2, 10, 3, 4)])
+def test_prob_loss_is_the_loss_on_the_mixture_float64(make_loss, shape):
+    """Distinct teachers: each loss sees, at its own temperature, logits
+    whose softmax is the weighted mixture (independent oracle: the log of
+    the float64 mixture, times T)."""
+    loss = make_loss()
     gen = torch.Generator().manual_seed(3)
-    student = torch.randn(8, 10, generator=gen, dtype=torch.float64)
-    teachers = [torch.randn(8, 10, generator=gen, dtype=torch.float64)
-                for _ in range(2)]
-    loss = DISTLoss(temperature=2.0)
-    term = TeacherEnsemble((0.5, 0.5), 'prob').term(
-        loss, student, teachers, None)
-    # the same loss on logits whose softmax is the mixture: log(mixture)*T
-    mixture = mixture64(teachers, (0.5, 0.5), 2.0)
-    torch.testing.assert_close(term.value,
-                               loss(student, mixture.log() * 2.0))
+    student = torch.randn(shape, generator=gen, dtype=torch.float64)
+    teachers = [torch.randn(shape, generator=gen, dtype=torch.float64) * s
+                for s in (1.0, 4.0, 9.0)]
+    target = torch.randint(0, 10, (shape[0], ) + shape[2:], generator=gen)
+    weights = normalise_weights([1.0, 2.0, 3.0], 3)
+    temperature = loss.temperature
+    term = TeacherEnsemble(weights, 'prob').term(loss, student, teachers,
+                                                 target)
+    mixture = mixture64(teachers, weights, temperature)
+    expected = loss(student, mixture.log() * temperature, target)
+    torch.testing.assert_close(term.value, expected, rtol=1e-12, atol=1e-14)
+    # not the loss of any one teacher nor of the mean logits
+    for other in teachers + [sum(w * z for w, z in zip(weights, teachers))]:
+        assert not torch.allclose(term.value, loss(student, other, target),
+                                  rtol=1e-3)
