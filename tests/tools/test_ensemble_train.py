@@ -10,7 +10,8 @@ from mmengine.registry import DefaultScope
 
 from helpers import (PSPNET_R18, build_segmentor, run_dist_train,
                       tiny_seg_overrides, tiny_segmentor, write_config)
-from test_seg_distill_tools import run_tool, scalars
+from test_seg_distill_tools import (check_resume_equals_uninterrupted,
+                                    run_tool, scalars)
 
 pytestmark = pytest.mark.slow
 CONFIG = 'configs/gdkd/pspnet-deeplabv3_r101_pspnet_r18_cityscapes.py'
@@ -74,21 +75,8 @@ def test_train_loads_each_teacher_and_saves_the_student(
 
 def test_resume_equals_uninterrupted(workspace, uninterrupted, repo_root,
                                      python_env, python_exe):
-    work_dir = str(workspace['root'] / 'interrupted')
-    run_tool(repo_root, python_env, python_exe, 'train.py',
-             workspace['config'], '--work-dir', work_dir, '--cfg-options',
-             'train_cfg.max_iters=2')
-    log = run_tool(repo_root, python_env, python_exe, 'train.py',
-                   workspace['config'], '--work-dir', work_dir, '--resume')
-    assert 'resumed epoch' in log
-    resumed = torch.load(osp.join(work_dir, 'iter_4.pth'),
-                         weights_only=True)['state_dict']
-    straight = torch.load(
-        osp.join(uninterrupted['work_dir'], 'iter_4.pth'),
-        weights_only=True)['state_dict']
-    assert list(resumed) == list(straight)
-    for key in straight:
-        assert torch.equal(resumed[key], straight[key]), key
+    check_resume_equals_uninterrupted(workspace, uninterrupted, repo_root,
+                                      python_env, python_exe)
 
 
 def test_loss_mode_ddp_two_processes(workspace, repo_root, python_env,
