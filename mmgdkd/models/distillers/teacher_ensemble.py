@@ -14,6 +14,7 @@ ensemble's top-k). ``'loss'``: the weighted sum of the per-teacher losses.
 The distillers run the teachers (and resize their logits to the
 student's); this module only combines the logits.
 """
+import math
 from numbers import Real
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -88,8 +89,12 @@ def normalise_weights(weights: Optional[Sequence[float]],
                 not 0 < weight < float('inf'):
             raise ValueError('teacher_weights must be finite numbers > 0, '
                              f'got {weight!r} in {list(weights)!r}')
-    total = float(sum(weights))
-    return tuple(float(w) / total for w in weights)
+    # scaled by the largest first: a plain sum of huge weights overflows to
+    # inf, and every weight would become 0
+    largest = float(max(weights))
+    scaled = [float(w) / largest for w in weights]
+    total = math.fsum(scaled)
+    return tuple(w / total for w in scaled)
 
 
 def class_softmax_temperature(name: str, loss: nn.Module) -> float:

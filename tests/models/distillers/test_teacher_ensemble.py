@@ -81,6 +81,10 @@ def test_weights_default_equal_and_normalised():
     assert normalise_weights(None, 4) == (0.25, ) * 4
     assert normalise_weights([1, 3], 2) == (0.25, 0.75)
     assert normalise_weights((2.0, ), 1) == (1.0, )
+    # no overflow of the sum (was (0.0, 0.0)) nor underflow
+    assert normalise_weights([1e308, 1e308], 2) == (0.5, 0.5)
+    assert normalise_weights([1e-320, 3e-320], 2) == (0.25, 0.75)
+    assert sum(normalise_weights([1.0] * 3, 3)) == 1.0
 
 
 @pytest.mark.parametrize('weights,match', [
