@@ -21,7 +21,10 @@ Example::
 
     python tools/analysis/benchmark_teacher_ensemble.py \
         configs/gdkd/pspnet-deeplabv3_r101_pspnet_r18_cityscapes.py \
-        --crop 256 512 --batch 1 --repeat 5 --device cpu
+        --crop 256 512 --batch 2 --repeat 5 --device cpu
+
+(``--batch 1`` fails on PSPNet in train mode: its 1x1 pyramid-pooling
+BatchNorm needs more than one value per channel.)
 """
 import argparse
 import json
