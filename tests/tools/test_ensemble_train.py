@@ -102,3 +102,17 @@ def test_loss_mode_ddp_two_processes(workspace, repo_root, python_env,
     state = torch.load(osp.join(work_dir, 'iter_2.pth'),
                        weights_only=True)['state_dict']
     assert list(state) == list(build_segmentor().state_dict())
+
+
+def test_benchmark_tool_times_one_and_two_teachers(workspace, repo_root,
+                                                   python_env, python_exe):
+    out = run_tool(repo_root, python_env, python_exe,
+                   'analysis/benchmark_teacher_ensemble.py',
+                   workspace['config'], '--crop', '64', '128', '--batch',
+                   '2', '--repeat', '1', '--warmup', '0', '--threads', '1')
+    rows = {line.split('wall')[0].strip(): line for line in out.splitlines()
+            if line.startswith('  ') and 'wall' in line}
+    assert set(rows) == {'1 teacher', '2 teachers, prob', '2 teachers, loss'}
+    assert rows['1 teacher'].count('x1.00') == 4  # the reference row
+    for row in rows.values():
+        assert 'peak step' in row and 'peak fwd' in row
