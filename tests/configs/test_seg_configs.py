@@ -180,15 +180,21 @@ def test_student_baseline_configs_build(path):
 
 
 def test_gdkd_reference_hyper_parameters():
+    reference = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/gdkd/pspnet_r101_r18_cityscapes.py'))
+    ref_loss = reference.model.distill_losses.to_dict()
+    assert ref_loss == dict(loss_gdkd=dict(
+        type='GDKDLoss', k=3, w0=1.0, w1=1.0, w2=2.0, temperature=1.0,
+        kl_type='forward', strategy='topk', ignore_index=255,
+        loss_weight=1.0))
+    assert reference.model.head_weights == dict(decode=1.0, aux=0.4)
     for pair in PAIRS:
         cfg = Config.fromfile(
             osp.join(REPO_ROOT, f'configs/gdkd/{pair}.py'))
-        loss = cfg.model.distill_losses.loss_gdkd
-        assert (loss.k, loss.w0, loss.w1, loss.w2, loss.temperature,
-                loss.ignore_index) == (3, 1.0, 1.0, 2.0, 1.0, 255), pair
-    cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs/gdkd/pspnet_r101_r18_cityscapes.py'))
-    assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)
+        # every new pair: the Cityscapes reference setting, all of it
+        assert cfg.model.distill_losses.to_dict() == ref_loss, pair
+        assert cfg.model.get('warmup_iters') in (None, 0), pair
+        assert cfg.model.get('warmup_epochs') in (None, 0), pair
 
 
 @pytest.mark.parametrize('pair', ['pspnet_r101_r18', 'deeplabv3_r101_r18'])
