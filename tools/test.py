@@ -15,8 +15,9 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmgdkd.utils import (prepare_cpu_distributed, student_cfg,
-                          teardown_distributed)
+from mmgdkd.utils import (check_data_folders, prepare_cpu_distributed,
+                          student_cfg, teardown_distributed)
+from mmgdkd.utils.data_check import TEST_LOADERS
 
 
 def parse_args() -> argparse.Namespace:
@@ -98,6 +99,7 @@ def main() -> None:
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
 
+    check_data_folders(cfg, TEST_LOADERS)
     prepare_cpu_distributed(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

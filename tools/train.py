@@ -14,7 +14,9 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmgdkd.utils import prepare_cpu_distributed, teardown_distributed
+from mmgdkd.utils import (check_data_folders, prepare_cpu_distributed,
+                          teardown_distributed)
+from mmgdkd.utils.data_check import TRAIN_LOADERS
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,6 +80,7 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
+    check_data_folders(cfg, TRAIN_LOADERS)
     prepare_cpu_distributed(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
