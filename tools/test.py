@@ -7,7 +7,6 @@ teacher download). Same flags as MMSeg's ``tools/test.py``.
 """
 import argparse
 import os
-import os.path as osp
 
 import mmgdkd  # noqa: F401  (compat shims + registration, before the hosts)
 from mmengine.config import Config, DictAction
@@ -15,8 +14,9 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmgdkd.utils import (check_data_folders, prepare_cpu_distributed,
-                          student_cfg, teardown_distributed)
+from mmgdkd.utils import (check_data_folders, default_work_dir,
+                          prepare_cpu_distributed, student_cfg,
+                          teardown_distributed)
 from mmgdkd.utils.data_check import TEST_LOADERS
 
 
@@ -76,8 +76,7 @@ def main() -> None:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = default_work_dir(args.config)
     cfg.load_from = args.checkpoint
 
     if student_cfg(cfg):

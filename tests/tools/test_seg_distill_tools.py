@@ -2,6 +2,7 @@
 """End to end through tools/train.py, tools/test.py and dist_train.sh with a
 GDKD config derived by ``_base_`` from the real Cityscapes one."""
 import glob
+import shutil
 import json
 import os.path as osp
 import subprocess
@@ -153,3 +154,61 @@ def test_distillation_ddp_two_processes(workspace, repo_root, python_env,
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
     records = scalars(work_dir)
     assert any('distill.decode.loss_gdkd' in r for r in records)
+
+
+def run_tool_failing(repo_root, env, python_exe, tool, *args) -> str:
+    proc = subprocess.run([python_exe, osp.join(repo_root, 'tools', tool),
+                           *args], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    return proc.stdout + proc.stderr
+
+
+def test_auto_resume_skips_a_truncated_checkpoint(
+        workspace, uninterrupted, repo_root, python_env, python_exe):
+    """The latest checkpoint is truncated: the run warns, resumes from the
+    intact one before it and ends exactly like the uninterrupted run."""
+    work_dir = workspace['root'] / 'truncated'
+    work_dir.mkdir()
+    source = uninterrupted['work_dir']
+    intact = str(work_dir / 'iter_2.pth')
+    shutil.copy(osp.join(source, 'iter_2.pth'), intact)
+    damaged = str(work_dir / 'iter_4.pth')
+    with open(osp.join(source, 'iter_4.pth'), 'rb') as f:
+        data = f.read()
+    with open(damaged, 'wb') as f:
+        f.write(data[:len(data) // 3])
+    (work_dir / 'last_checkpoint').write_text(damaged)
+    with open(intact, 'rb') as f:
+        intact_bytes = f.read()
+
+    log = run_tool(repo_root, python_env, python_exe, 'train.py',
+                   workspace['config'], '--work-dir', str(work_dir),
+                   '--resume')
+    assert f"'{damaged}' is corrupt or truncated" in log
+    assert f"resuming from the newest intact one, '{intact}'" in log
+    assert 'resumed epoch: 0, iter: 2' in log
+    with open(intact, 'rb') as f:
+        assert f.read() == intact_bytes  # the intact one is untouched
+    resumed = torch.load(damaged, weights_only=True)['state_dict']
+    straight = torch.load(osp.join(source, 'iter_4.pth'),
+                          weights_only=True)['state_dict']
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key
+
+
+def test_resume_of_another_distillation_setup_is_refused(
+        workspace, uninterrupted, repo_root, python_env, python_exe):
+    ckpt = osp.join(uninterrupted['work_dir'], 'iter_2.pth')
+    work_dir = str(workspace['root'] / 'other_setup')
+    args = ('train.py', workspace['config'], '--work-dir', work_dir,
+            '--resume', ckpt, '--cfg-options', 'train_cfg.max_iters=2',
+            'model.distill_losses.loss_gdkd.w2=8.0')
+    log = run_tool_failing(repo_root, python_env, python_exe, *args)
+    assert f"refusing to resume '{ckpt}'" in log
+    assert 'w2=2.0' in log and 'w2=8.0' in log
+    assert not osp.exists(osp.join(work_dir, 'iter_2.pth'))
+    # the explicit override resumes it (nothing left to train at iter 2)
+    log = run_tool(repo_root, python_env, python_exe, *args,
+                   '--resume-any-setup')
+    assert 'resumed epoch: 0, iter: 2' in log

@@ -16,3 +16,14 @@ def test_teardown_destroys_the_process_group(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_default_work_dir_keeps_algorithms_apart(tmp_path):
+    from mmgdkd.utils import default_work_dir
+    for algo in ('gdkd', 'dkd', 'kd'):
+        assert default_work_dir(
+            f'configs/{algo}/pspnet_r101_r18_cityscapes.py') == \
+            f'./work_dirs/{algo}/pspnet_r101_r18_cityscapes'
+    # a config of the user's own, anywhere
+    assert default_work_dir(str(tmp_path / 'my_gdkd.py')) == \
+        './work_dirs/my_gdkd'
