@@ -70,14 +70,17 @@ def parse_args(args: Optional[List[str]] = None) -> argparse.Namespace:
         '--algos', nargs='*', choices=ALGOS, default=list(ALGOS),
         help='distillation methods to run (the baseline always runs)')
     parser.add_argument(
-        '--data-root', default=osp.join('data', 'synthetic_cityscapes'),
-        help='where the data set is generated or found')
+        '--data-root',
+        default=osp.join(REPO_ROOT, 'data', 'synthetic_cityscapes'),
+        help='where the data set is generated or found (default: where the '
+        'demo configs look, data/synthetic_cityscapes of the repository)')
     parser.add_argument(
         '--skip-data', action='store_true',
         help='use the data set under --data-root as it is')
     parser.add_argument(
-        '--work-dir', default=osp.join('work_dirs', 'demo'),
-        help='one sub-directory per run, with its logs and checkpoints')
+        '--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'demo'),
+        help='one sub-directory per run, with its logs and checkpoints '
+        '(default: work_dirs/demo of the repository)')
     parser.add_argument(
         '--out', help='where results.md/json and predictions.png go '
         '(default: --work-dir)')
