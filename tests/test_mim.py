@@ -4,6 +4,7 @@ in a checkout and in an installed wheel; the demo configs' paths do not
 depend on the working directory."""
 import glob
 import os.path as osp
+import shutil
 import subprocess
 import zipfile
 
@@ -71,9 +72,16 @@ def test_demo_paths_do_not_depend_on_the_working_directory(
 @pytest.mark.slow
 def test_wheel_ships_the_configs(tmp_path, python_exe):
     """A normal (non-editable) install: the configs are copied in."""
+    # built from a copy: setuptools writes build/ and *.egg-info in place
+    src = tmp_path / 'src'
+    for name in ('mmgdkd', 'configs', 'requirements'):
+        shutil.copytree(osp.join(REPO_ROOT, name), src / name, symlinks=True,
+                        ignore=shutil.ignore_patterns('__pycache__', '*.so'))
+    for name in ('setup.py', 'README.md'):
+        shutil.copy(osp.join(REPO_ROOT, name), src / name)
     env = dict(MMGDKD_WITH_NATIVE='0', PATH='/usr/bin:/bin')
     proc = subprocess.run(
-        [python_exe, '-m', 'pip', 'wheel', REPO_ROOT, '--no-deps',
+        [python_exe, '-m', 'pip', 'wheel', str(src), '--no-deps',
          '--no-build-isolation', '-q', '-w', str(tmp_path / 'wheel')],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
