@@ -22,6 +22,10 @@ from typing import Callable, List, Optional
 import torch
 
 _applied = False
+#: The shims without which MMSeg/MMPretrain cannot even be imported here:
+#: their own tools then need ``import mmgdkd`` first (a config's
+#: ``custom_imports``); empty on a full-mmcv, matching-torchvision install.
+IMPORT_NEEDED_BY: List[str] = []
 # Keeps the torchvision op-schema library alive for the process lifetime.
 _torchvision_schema_lib: Optional[torch.library.Library] = None
 
@@ -222,8 +226,10 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    stub_missing_mmcv_ops()
-    define_missing_torchvision_ops()
+    if stub_missing_mmcv_ops():
+        IMPORT_NEEDED_BY.append('mmcv-lite (no mmcv._ext)')
+    if define_missing_torchvision_ops():
+        IMPORT_NEEDED_BY.append('torchvision without its C++ ops')
     install_safe_checkpoint_loading()
     support_cpu_distributed()
     _applied = True

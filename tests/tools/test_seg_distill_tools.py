@@ -212,3 +212,63 @@ def test_resume_of_another_distillation_setup_is_refused(
     log = run_tool(repo_root, python_env, python_exe, *args,
                    '--resume-any-setup')
     assert 'resumed epoch: 0, iter: 2' in log
+
+
+def _test_metrics(log: str) -> str:
+    """The final ``Iter(test)`` metrics line of a test run."""
+    lines = [line for line in log.splitlines()
+             if 'Iter(test)' in line and 'mIoU' in line]
+    assert lines, log[-3000:]
+    return lines[-1].split('mIoU:')[1].split()[0]
+
+
+def test_mmseg_own_test_tool_evaluates_the_student(
+        workspace, uninterrupted, repo_root, python_env, python_exe):
+    """MMSeg's tools/test.py (shipped in mmseg/.mim), the plain student
+    config and the distilled checkpoint: the same mIoU as our tool."""
+    import mmseg
+
+    from mmgdkd import compat
+    ckpt = osp.join(uninterrupted['work_dir'], 'iter_4.pth')
+    config = workspace['student_config']
+    if compat.IMPORT_NEEDED_BY:
+        # the pinned CPU stack: MMSeg cannot be imported without the shims;
+        # the config's own custom_imports load them (README, "Checkpoints")
+        config = write_config(
+            str(workspace['root'] / 'student_tiny_cpu.py'), config,
+            custom_imports=dict(imports=['mmgdkd'],
+                                allow_failed_imports=False))
+    mmseg_test = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools',
+                          'test.py')
+    run_dir = workspace['root'] / 'mmseg_test'
+    run_dir.mkdir()
+    proc = subprocess.run(
+        [python_exe, mmseg_test, config, ckpt, '--work-dir', str(run_dir)],
+        cwd=str(run_dir), env=python_env, capture_output=True, text=True,
+        timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    ours = run_tool(repo_root, python_env, python_exe, 'test.py',
+                    workspace['student_config'], ckpt, '--work-dir',
+                    str(workspace['root'] / 'our_test'))
+    assert _test_metrics(log) == _test_metrics(ours)
+
+
+def test_extracted_student_loads_without_mmgdkd(
+        workspace, uninterrupted, repo_root, python_env, python_exe):
+    """torch >= 2.6 refuses an mmengine training checkpoint's log history
+    without mmgdkd's allow-list; the extracted weights need none."""
+    ckpt = osp.join(uninterrupted['work_dir'], 'iter_4.pth')
+    out = str(workspace['root'] / 'student_weights.pth')
+    run_tool(repo_root, python_env, python_exe,
+             'model_converters/extract_student.py', ckpt, out)
+    code = ('import sys, torch; c = torch.load(sys.argv[1], '
+            'weights_only=True); assert "mmgdkd" not in sys.modules; '
+            'print(len(c["state_dict"]))')
+    proc = subprocess.run([python_exe, '-c', code, out], capture_output=True,
+                          text=True, timeout=300,
+                          env=dict(PATH=python_env['PATH'],
+                                   OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = torch.load(ckpt, weights_only=True)['state_dict']
+    assert int(proc.stdout.split()[-1]) == len(expected)

@@ -31,7 +31,7 @@ from typing import Dict, Optional
 
 import torch
 
-from mmgdkd.compat import load_local_checkpoint
+from mmgdkd.engine.checkpoint import load_local_checkpoint
 
 #: Reference classifier prefixes, in the order they are tried.
 CLASSIFIER_PREFIXES = ('fc.', 'classifier.')

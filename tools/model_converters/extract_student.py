@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import torch
 
-from mmgdkd.compat import load_local_checkpoint
+from mmgdkd.engine.checkpoint import load_local_checkpoint
 
 STUDENT_PREFIXES = ('student.', 'architecture.')
 TEACHER_PREFIXES = ('teacher.', )
