@@ -7,10 +7,13 @@ mmengine resolves ``'<module>::<folder>/<file>.py'`` (in ``_base_``, in
 OpenMMLab packages of its ``MODULE2PACKAGE`` table, and it finds the
 package through its distribution's install location, which is wrong for an
 editable install (setuptools' import hook: the location is site-packages,
-the code is in the checkout) and for a checkout on ``PYTHONPATH``.
+the code is in the checkout) and for a checkout on ``PYTHONPATH``; it
+also gives a ``<package>::`` base that package's registry scope, and
+mmgdkd registers into MMSeg's and MMPretrain's registries instead.
 
 :func:`register_config_package` adds ``mmgdkd`` to that table and makes
-mmengine look for its configs beside the ``mmgdkd`` that is imported. The
+mmengine look for its configs beside the ``mmgdkd`` that is imported,
+without a scope of their own. The
 package ships them as ``mmgdkd/.mim/configs``: a link to the repository's
 ``configs/`` in a checkout or an editable install, a copy in a wheel.
 ``import mmgdkd`` runs it, so a config with an ``mmgdkd::`` base must be
@@ -40,6 +43,22 @@ def _this_package_first(get_installed_path: Callable[[str], str]
     return installed_path
 
 
+def _no_own_scope(get_cfg_path: Callable) -> Callable:
+    """mmengine gives the variables of a ``<package>::`` base that package's
+    registry scope; mmgdkd has no registry of its own (its components live
+    in MMSeg's and MMPretrain's), so its configs keep the scope of the file
+    that inherits them, as a base given by a relative path does."""
+    if getattr(get_cfg_path, '_mmgdkd', False):
+        return get_cfg_path
+
+    def cfg_path_and_scope(cfg_path: str, filename: str):
+        path, scope = get_cfg_path(cfg_path, filename)
+        return path, (None if scope == PACKAGE else scope)
+
+    cfg_path_and_scope._mmgdkd = True
+    return cfg_path_and_scope
+
+
 def register_config_package() -> None:
     """Let mmengine resolve ``mmgdkd::`` config paths (idempotent)."""
     import mmengine.config.config as config_module
@@ -50,3 +69,5 @@ def register_config_package() -> None:
     for module in (config_module, hub_module):
         module.get_installed_path = _this_package_first(
             module.get_installed_path)
+    config = config_module.Config
+    config._get_cfg_path = staticmethod(_no_own_scope(config._get_cfg_path))

@@ -41,6 +41,10 @@ def test_own_config_inherits_from_any_folder(tmp_path, monkeypatch):
     assert cfg.model.teacher_ckpt == '/path/to/my_teacher.pth'
     # the base's own bases (relative and mmseg::) came along
     assert cfg.train_cfg.max_iters == 80000
+    # built in the inheriting file's scope: mmgdkd has no registry of its own
+    assert cfg.default_scope == 'mmseg'
+    assert '_scope_' not in cfg.model
+    assert cfg.train_dataloader.get('_scope_') in (None, 'mmseg')
     assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)
 
 
