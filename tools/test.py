@@ -18,6 +18,7 @@ from mmgdkd.utils import (check_data_folders, default_work_dir,
                           prepare_cpu_distributed, student_cfg,
                           teardown_distributed)
 from mmgdkd.utils.data_check import TEST_LOADERS
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 
 def parse_args() -> argparse.Namespace:
@@ -68,6 +69,7 @@ def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    silence_known_deprecations()
     args = parse_args()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher

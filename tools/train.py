@@ -18,6 +18,7 @@ from mmgdkd.engine.resume import check_resume_setup
 from mmgdkd.utils import (check_data_folders, default_work_dir,
                           prepare_cpu_distributed, teardown_distributed)
 from mmgdkd.utils.data_check import TRAIN_LOADERS
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,6 +62,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    silence_known_deprecations()
     args = parse_args()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher

@@ -1,5 +1,6 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Run-time helpers of tools/train.py and tools/test.py."""
+import pytest
 import torch.distributed as dist
 
 from mmgdkd.utils import teardown_distributed
@@ -27,3 +28,25 @@ def test_default_work_dir_keeps_algorithms_apart(tmp_path):
     # a config of the user's own, anywhere
     assert default_work_dir(str(tmp_path / 'my_gdkd.py')) == \
         './work_dirs/my_gdkd'
+
+
+def test_library_leaves_warning_filters_alone():
+    """Only the tools silence the known third-party deprecations."""
+    import warnings
+
+    import mmgdkd  # noqa: F401
+    from mmgdkd.utils.known_warnings import (KNOWN_DEPRECATIONS,
+                                             silence_known_deprecations)
+    patterns = {message for _, message in KNOWN_DEPRECATIONS}
+    with warnings.catch_warnings():
+        assert not [f for f in warnings.filters
+                    if f[1] is not None and f[1].pattern in patterns]
+        warnings.simplefilter('error')
+        with pytest.raises(UserWarning, match='pkg_resources'):
+            warnings.warn('pkg_resources is deprecated as an API. See ...',
+                          UserWarning)
+        silence_known_deprecations()
+        warnings.warn('pkg_resources is deprecated as an API. See ...',
+                      UserWarning)  # silenced: no error under "error"
+        with pytest.warns(UserWarning, match='something else'):
+            warnings.warn('something else', UserWarning)

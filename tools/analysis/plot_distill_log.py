@@ -39,6 +39,7 @@ import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import mmgdkd  # noqa: F401,I001  (compat shims, before any host import)
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 import matplotlib
 
@@ -407,6 +408,7 @@ def plot(runs: Sequence[RunLog], panels: Sequence[Panel], out: str,
 
 
 def main(argv: Optional[List[str]] = None) -> str:
+    silence_known_deprecations()
     args = parse_args(argv)
     labels = args.labels or [None] * len(args.run_dirs)
     runs = [load_run(d, label, args.latest)

@@ -11,7 +11,8 @@ at most ``--max-rows``) and writes, to ``--out``:
   10-90 percentile and interquartile bands, and the mass left outside the
   top-k (log scale);
 - ``adaptive_k_hist.png``: histogram of the per-row adaptive k of the
-  ratio rule (spec section 4, ``--ratio``);
+  ratio rule (``GDKDLoss(strategy='adaptive')``, docs/losses.md;
+  ``--ratio``);
 - ``per_class.png``: per ground-truth class mean top-1 probability, mean
   top-k mass and teacher accuracy, and the per-class k of two rules;
 - ``stats.json``: the same numbers, a suggested k with its rule and the
@@ -61,6 +62,7 @@ from mmgdkd.analysis import (RowReservoir, distribution_stats,  # noqa: E402
 from mmgdkd.models.distillers.utils import (  # noqa: E402
     load_model_cfg, load_teacher_checkpoint)
 from mmgdkd.utils import is_distiller_cfg  # noqa: E402
+from mmgdkd.utils.known_warnings import silence_known_deprecations  # noqa: E402
 
 #: Distiller type -> host scope.
 DISTILLERS = {'SegDistiller': 'mmseg', 'ClsDistiller': 'mmpretrain'}
@@ -99,7 +101,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'config\'s distillation loss, else 1')
     parser.add_argument(
         '--ratio', type=float, default=2.0,
-        help='jump ratio r of the adaptive-k rule (spec section 4)')
+        help='jump ratio r of the adaptive-k rule of GDKDLoss(strategy='
+        '"adaptive"): per row, the first of the ascending teacher '
+        'probabilities that is at least r times the mean of itself and '
+        'the smaller ones starts the top group (docs/losses.md)')
     parser.add_argument(
         '--max-k', type=int, default=None,
         help='cap of the adaptive k (default C-1, as GDKDLoss)')
@@ -622,6 +627,7 @@ def write_outputs(stats: Dict, out_dir: str) -> Dict[str, str]:
 
 # ---------------------------------------------------------------------------
 def main(argv: Optional[List[str]] = None) -> Dict:
+    silence_known_deprecations()
     args = parse_args(argv)
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config {args.config!r} does not exist')
