@@ -158,7 +158,7 @@ def train(name: str, config: str, work_dir: str, options: List[str]) -> dict:
             if it % max(total // 6, 1) and it != total:
                 continue
             losses = dict(re.findall(r'(\S*loss\S*): ([-\d.e]+)', line))
-            shown = {k.replace('distill.', 'd.'): v for k, v in
+            shown = {k: v for k, v in
                      losses.items() if k == 'loss' or k.endswith('loss_ce')
                      or k.startswith('distill.decode')}
             log(f'[{name}] iter {it:4d}/{total}  ' +
