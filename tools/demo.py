@@ -105,7 +105,8 @@ def prepare_data(root: str, quick: bool, skip: bool) -> None:
         f'{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} under {root}')
     info = generate_cityscapes(
         root, num_train=num_train, num_val=num_val, size=IMAGE_SIZE,
-        seed=DATA_SEED, progress=sys.stdout.isatty())
+        seed=DATA_SEED, progress=sys.stdout.isatty(),
+        workers=os.cpu_count() or 1)
     log('[data] reused the existing data set' if info['reused'] else
         f'[data] rendered {info["num_written"]} scenes')
 

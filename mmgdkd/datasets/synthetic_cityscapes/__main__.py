@@ -16,6 +16,9 @@ def parse_args(args: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--size', type=int, nargs=2, default=(128, 256), metavar=('H', 'W'))
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--cities', nargs='+', default=['synth'])
+    parser.add_argument(
+        '--workers', type=int, default=1,
+        help='processes rendering in parallel (same files for any number)')
     return parser.parse_args(args)
 
 
@@ -28,7 +31,8 @@ def main(args: Optional[Sequence[str]] = None) -> Dict:
         size=tuple(opts.size),
         seed=opts.seed,
         cities=tuple(opts.cities),
-        progress=True)
+        progress=True,
+        workers=opts.workers)
     state = 'reused' if info['reused'] else f"wrote {info['num_written']} of"
     print(f"{state} {info['num_train']} train + {info['num_val']} val images "
           f"({info['size'][0]}x{info['size'][1]}) under {info['root']}")

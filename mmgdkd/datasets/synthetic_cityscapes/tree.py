@@ -1,6 +1,7 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Writing scenes as a Cityscapes tree (cached, resumable)."""
 import json
+import multiprocessing
 import os
 import os.path as osp
 from typing import List, Sequence, Tuple
@@ -60,6 +61,22 @@ def _remove_tree_files(root: str, params: dict, keep: set) -> None:
             d = osp.dirname(d)
 
 
+def _worker_init() -> None:
+    # Parallelism is across processes: OpenCV threads would oversubscribe.
+    cv2.setNumThreads(1)
+
+
+def _write_scene(job: Tuple[str, str, int, int, Tuple[int, int]]) -> None:
+    """Render one scene and write its image and label map."""
+    img_path, seg_path, index, seed, size = job
+    img, lab = render_scene(index, seed, size)
+    for path in (img_path, seg_path):
+        os.makedirs(osp.dirname(path), exist_ok=True)
+    if not (cv2.imwrite(img_path, img[..., ::-1])
+            and cv2.imwrite(seg_path, lab)):
+        raise OSError(f'could not write {img_path}')
+
+
 def _write_meta(path: str, meta: dict) -> None:
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
@@ -73,7 +90,8 @@ def generate_cityscapes(root: str,
                         size: tuple = (128, 256),
                         seed: int = 0,
                         cities: tuple = ('synth', ),
-                        progress: bool = False) -> dict:
+                        progress: bool = False,
+                        workers: int = 1) -> dict:
     """Write a synthetic data set in the Cityscapes layout under ``root``.
 
     Files (``<stem>`` is ``<city>_<seq:06d>_000019``)::
@@ -104,6 +122,9 @@ def generate_cityscapes(root: str,
         cities (tuple): City names; images are dealt round-robin.
             Defaults to ``('synth', )``.
         progress (bool): Print a progress bar. Defaults to False.
+        workers (int): Processes rendering in parallel. Every image depends
+            on its index alone, so the files are the same for any number.
+            Defaults to 1.
 
     Returns:
         dict: ``root``, ``img_dir``, ``ann_dir``, ``meta_file``, ``size``,
@@ -192,15 +213,19 @@ def generate_cityscapes(root: str,
     if progress and todo:
         from mmengine.utils import ProgressBar
         bar = ProgressBar(len(todo))
-    for img_path, seg_path, index in todo:
-        img, lab = render_scene(index, params['seed'], tuple(params['size']))
-        for path in (img_path, seg_path):
-            os.makedirs(osp.dirname(path), exist_ok=True)
-        if not (cv2.imwrite(img_path, img[..., ::-1])
-                and cv2.imwrite(seg_path, lab)):
-            raise OSError(f'could not write {img_path}')
-        if bar is not None:
-            bar.update()
+    jobs = [(img_path, seg_path, index, params['seed'],
+             tuple(params['size'])) for img_path, seg_path, index in todo]
+    if workers > 1 and len(jobs) > 1:
+        with multiprocessing.get_context('fork').Pool(
+                min(workers, len(jobs)), initializer=_worker_init) as pool:
+            for _ in pool.imap_unordered(_write_scene, jobs, chunksize=4):
+                if bar is not None:
+                    bar.update()
+    else:
+        for job in jobs:
+            _write_scene(job)
+            if bar is not None:
+                bar.update()
     if bar is not None:
         print()
 
