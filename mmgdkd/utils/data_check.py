@@ -87,9 +87,9 @@ def seg_dataset_problem(dataset_cfg: Mapping) -> Optional[str]:
                                                        '.jpg')
     shown = osp.abspath(img_dir or '.')
     if not osp.isdir(img_dir or '.'):
+        given = prefix.get('img_path') if isinstance(prefix, Mapping) else None
         return (f'the image folder {shown!r} does not exist (data_root='
-                f'{data_root!r}, data_prefix.img_path='
-                f'{prefix.get("img_path") if isinstance(prefix, Mapping) else None!r})')
+                f'{data_root!r}, data_prefix.img_path={given!r})')
     if not _has_file(img_dir or '.', suffix):
         return (f'the image folder {shown!r} holds no image ending in '
                 f'{suffix!r}')

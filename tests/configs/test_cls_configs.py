@@ -28,7 +28,8 @@ CLS_CONFIGS = sorted(
 DISTILL_CONFIGS = [p for p in CLS_CONFIGS if 'cifar_teachers' not in p]
 TEACHER_CONFIGS = [p for p in CLS_CONFIGS if 'cifar_teachers' in p]
 
-# docs/losses.md, "Reference configurations" (the authors' configs): (w0, w1, w2, k, T, warm-up epochs).
+# docs/losses.md, "Reference configurations" (the authors' configs):
+# (w0, w1, w2, k, T, warm-up epochs).
 GDKD_REFERENCE = {
     'resnet32x4_resnet8x4_cifar100': (1, 2, 8, 5, 4, 20),
     'resnet56_resnet20_cifar100': (1, 1, 1, 5, 4, 20),

@@ -213,7 +213,8 @@ def test_by_epoch_classification_runs(tmp_path, tool):
                 records.append(rec)
             records.append({'accuracy/top1': 10.0 * epoch, 'step': epoch})
         write_log(run, '20240101_000000', records)
-    runs = [distill_log.load_run(str(plain)), distill_log.load_run(str(distilled))]
+    runs = [distill_log.load_run(str(plain)),
+            distill_log.load_run(str(distilled))]
     assert [r.val_unit for r in runs] == ['epoch', 'epoch']
     panels = panels_by_title(distill_log.auto_panels(runs))
     task = panels['student task loss: loss']

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 import torch
 
-from helpers import (PSPNET_R18, build_segmentor, run_dist_train, tiny_seg_overrides,
-                      tiny_segmentor, write_config)
+from helpers import (PSPNET_R18, build_segmentor, run_dist_train,
+                     tiny_seg_overrides, tiny_segmentor, write_config)
 
 pytestmark = pytest.mark.slow
 GDKD_CONFIG = 'configs/gdkd/pspnet_r101_r18_cityscapes.py'

@@ -233,15 +233,15 @@ def test_tool_on_fixed_logit_segmentor(tmp_path):
     # logit map 2x3: [[A, B, C], [A, C, C]]
     grid = logits_of(A, B, C, A, C, C).t().reshape(1, 5, 2, 3)
     model = fixed_logit_segmentor(grid)
-    teacher = teacher_rows.Teacher(model, SegDataPreProcessor(), 'mmseg', 'seg',
-                           'none.pth', 'stub', 255)
+    teacher = teacher_rows.Teacher(model, SegDataPreProcessor(), 'mmseg',
+                                   'seg', 'none.pth', 'stub', 255)
     # image 1: A/0 B/2 C/4 A/1 C/ignored C/4; image 2: only the last pixel
     # (C, label 0) is valid
     loader = [seg_batch([[[0, 2, 4], [1, 255, 4]]]),
               seg_batch([[[255, 255, 255], [255, 255, 0]]])]
     reservoir = RowReservoir(100)
-    samples, num_classes = teacher_rows.collect_rows(teacher, loader, reservoir,
-                                             progress=False)
+    samples, num_classes = teacher_rows.collect_rows(
+        teacher, loader, reservoir, progress=False)
     assert (samples, num_classes, reservoir.seen) == (2, 5, 6)
     stats = distribution_stats(reservoir.logits, reservoir.labels,
                                mass_threshold=0.9, num_bins=10,
@@ -277,8 +277,8 @@ def test_tool_on_fixed_logit_segmentor(tmp_path):
 
     # --max-samples stops after the first image; a 3-row reservoir keeps 3
     reservoir = RowReservoir(3, seed=0)
-    samples, _ = teacher_rows.collect_rows(teacher, loader, reservoir, max_samples=1,
-                                   progress=False)
+    samples, _ = teacher_rows.collect_rows(
+        teacher, loader, reservoir, max_samples=1, progress=False)
     assert (samples, reservoir.seen, len(reservoir)) == (1, 5, 3)
 
 
@@ -309,8 +309,9 @@ def test_tool_on_fixed_logit_classifier():
     table = logits_of(A, B, C)
     model.extract_feat = lambda inputs: inputs
     model.head.forward = lambda feats: table[:feats.shape[0]]
-    teacher = teacher_rows.Teacher(model, ClsDataPreprocessor(), 'mmpretrain', 'cls',
-                           'none.pth', 'stub', None)
+    teacher = teacher_rows.Teacher(model, ClsDataPreprocessor(),
+                                   'mmpretrain', 'cls', 'none.pth', 'stub',
+                                   None)
     batch = dict(inputs=[torch.zeros(3, 8, 8, dtype=torch.uint8)] * 3,
                  data_samples=[DataSample().set_gt_label(i)
                                for i in (0, 2, 4)])
@@ -366,7 +367,8 @@ def test_build_teacher_of_a_cls_distiller(tmp_path):
     batch = built.data_preprocessor(
         dict(inputs=[torch.zeros(3, 32, 32, dtype=torch.uint8)]), False)
     with torch.no_grad():
-        logits = teacher_rows.teacher_logits(built.model, 'cls', batch['inputs'])
+        logits = teacher_rows.teacher_logits(built.model, 'cls',
+                                             batch['inputs'])
     assert logits.shape == (1, 100)
     assert teacher_rows.distill_loss_settings(cfg) == (4.0, 5, 'loss_gdkd')
 

@@ -14,10 +14,10 @@ over ``dim=1``. This avoids the permute to ``(N*H*W, C)`` rows (a full copy)
 and vectorises along ``L``; with ``C = 19`` a row is too short to vectorise.
 
 Speed: the loss and, when the student needs it, the closed-form gradient
-(docs/losses.md, "The gradient") are computed together in the forward pass; only that gradient
-is kept for backward. Group masses are per-group sums of one ``exp`` pass
-(float 0/1 masks split it exactly), never ``log`` of a sum of probabilities
-and never three ``log_softmax`` pairs.
+(docs/losses.md, "The gradient") are computed together in the forward pass;
+only that gradient is kept for backward. Group masses are per-group sums of
+one ``exp`` pass (float 0/1 masks split it exactly), never ``log`` of a sum
+of probabilities and never three ``log_softmax`` pairs.
 
 Backends: on CPU, float32, the fused native kernel ``csrc/decoupled_kl.cpp``
 (built with the package, see ``setup.py``) computes partition, loss and

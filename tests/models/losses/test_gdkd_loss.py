@@ -1,6 +1,7 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """GDKD: the fused kernel against a straightforward reference, the
-identities of docs/losses.md, edge cases, validation, autocast and registration."""
+identities of docs/losses.md, edge cases, validation, autocast and
+registration."""
 import pytest
 import torch
 import torch.nn.functional as F
