@@ -76,7 +76,8 @@ setup(
     package_data={
         'mmgdkd': [
             '.mim/model-index.yml', '.mim/configs/*/*.py',
-            '.mim/configs/*/*/*.py', '.mim/configs/*/README.md'
+            '.mim/configs/*/*/*.py', '.mim/configs/*.md',
+            '.mim/configs/*/README.md'
         ]
     },
     python_requires='>=3.8',

@@ -130,6 +130,18 @@ def run_dist_train(repo_root, config, work_dir, env, python_exe, nproc=2,
     return proc
 
 
+def assert_distill_log_window(cfg) -> None:
+    """The config averages every ``distill.*`` log key over the losses'
+    window (docs/losses.md, "In the training log")."""
+    import re
+    pattern = (cfg.get('log_processor') or {}).get('mean_pattern')
+    assert pattern, 'log_processor.mean_pattern is not set'
+    for key in ('distill.decode.gdkd_high', 'distill.head.dkd_tckd',
+                'distill.warmup_factor', 'student.decode.loss_ce', 'time'):
+        assert re.search(pattern, key), key
+    assert not re.search(pattern, 'lr')
+
+
 def untrained_teacher(model_cfg) -> dict:
     """A distiller config without teacher weights, on purpose.
 

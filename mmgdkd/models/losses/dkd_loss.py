@@ -6,6 +6,7 @@ from torch import Tensor
 
 from mmgdkd.registry import register_model
 from .functional import LabelGroup, decoupled_kl
+from .logit_standardization import check_flag, standardize_batch
 from .utils import (check_non_negative, check_positive, no_autocast,
                     prepare_logits)
 
@@ -29,6 +30,10 @@ class DKDLoss(nn.Module):
         temperature (float): ``T``.
         ignore_index (int | None): Label of rows to exclude.
         loss_weight (float): Global factor.
+        logit_standardization (bool): Z-score each row of both logits over
+            the classes first (LS, docs/losses.md; pixel-wise for
+            segmentation), see
+            :mod:`~mmgdkd.models.losses.logit_standardization`.
         loss_name (str): Name of the loss in the log.
 
     ``last_components`` holds detached fp32 ``tckd`` and ``nckd`` (unweighted
@@ -47,7 +52,8 @@ class DKDLoss(nn.Module):
                  temperature: float = 4.0,
                  ignore_index: Optional[int] = 255,
                  loss_weight: float = 1.0,
-                 loss_name: str = 'loss_dkd') -> None:
+                 loss_name: str = 'loss_dkd',
+                 logit_standardization: bool = False) -> None:
         super().__init__()
         self.alpha = check_non_negative('alpha', alpha)
         self.beta = check_non_negative('beta', beta)
@@ -55,6 +61,8 @@ class DKDLoss(nn.Module):
         self.ignore_index = ignore_index
         self.loss_weight = check_non_negative('loss_weight', loss_weight)
         self._loss_name = loss_name
+        self.logit_standardization = check_flag(
+            'logit_standardization', logit_standardization)
         self.last_components: Dict[str, Tensor] = {}
 
     def forward(self,
@@ -83,6 +91,8 @@ class DKDLoss(nn.Module):
                 f'ignore_index={self.ignore_index}, got '
                 f'{int(labels[wrong][0])}')
         with no_autocast(batch.student):
+            if self.logit_standardization:
+                batch = standardize_batch(batch)
             # {label} is a singleton: no within term (weight None).
             loss, parts = decoupled_kl(
                 batch.student, batch.teacher, LabelGroup(labels), self.alpha,

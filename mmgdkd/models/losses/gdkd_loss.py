@@ -6,6 +6,7 @@ from torch import Tensor
 
 from mmgdkd.registry import register_model
 from .functional import KL_TYPES, TopK, adaptive_topk_mask, decoupled_kl
+from .logit_standardization import check_flag, standardize_batch
 from .utils import (check_below_classes, check_choice, check_int,
                     check_non_negative, check_positive, no_autocast,
                     prepare_logits)
@@ -47,6 +48,10 @@ class GDKDLoss(nn.Module):
         loss_weight (float): Global factor.
         ratio (float): Jump ratio of ``'adaptive'``.
         max_k (int, optional): Cap on the adaptive k; ``None`` means ``C-1``.
+        logit_standardization (bool): Z-score each row of both logits over
+            the classes first (LS, docs/losses.md; pixel-wise for
+            segmentation), see
+            :mod:`~mmgdkd.models.losses.logit_standardization`.
         loss_name (str): Name of the loss in the log.
 
     After each forward, ``last_components`` holds detached fp32 scalars
@@ -71,7 +76,8 @@ class GDKDLoss(nn.Module):
                  loss_weight: float = 1.0,
                  ratio: float = 2.0,
                  max_k: Optional[int] = None,
-                 loss_name: str = 'loss_gdkd') -> None:
+                 loss_name: str = 'loss_gdkd',
+                 logit_standardization: bool = False) -> None:
         super().__init__()
         self.strategy = check_choice('strategy', strategy, STRATEGIES)
         self.k = check_int('k', k, 2 if strategy == 'topk3' else 1)
@@ -85,6 +91,8 @@ class GDKDLoss(nn.Module):
         self.ratio = check_positive('ratio', ratio)
         self.max_k = None if max_k is None else check_int('max_k', max_k)
         self._loss_name = loss_name
+        self.logit_standardization = check_flag(
+            'logit_standardization', logit_standardization)
         self.last_components: Dict[str, Tensor] = {}
 
     def check_num_classes(self, num_classes: int) -> None:
@@ -132,6 +140,8 @@ class GDKDLoss(nn.Module):
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
         with no_autocast(batch.student):
+            if self.logit_standardization:
+                batch = standardize_batch(batch)
             partition, weights = self._partition(batch.teacher, batch.span)
             loss, parts = decoupled_kl(batch.student, batch.teacher, partition,
                                        self.w0, weights, self.temperature,

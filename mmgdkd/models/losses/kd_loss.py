@@ -6,6 +6,7 @@ from torch import Tensor
 
 from mmgdkd.registry import register_model
 from .functional import decoupled_kl
+from .logit_standardization import check_flag, standardize_batch
 from .utils import check_non_negative, check_positive, prepare_logits
 
 
@@ -21,6 +22,10 @@ class KDLoss(nn.Module):
         temperature (float): ``T``.
         ignore_index (int | None): Label of rows to exclude.
         loss_weight (float): Global factor.
+        logit_standardization (bool): Z-score each row of both logits over
+            the classes first (LS, docs/losses.md; pixel-wise for
+            segmentation), see
+            :mod:`~mmgdkd.models.losses.logit_standardization`.
         loss_name (str): Name of the loss in the log.
 
     Shapes: as :class:`GDKDLoss`; the target is optional.
@@ -30,12 +35,15 @@ class KDLoss(nn.Module):
                  temperature: float = 4.0,
                  ignore_index: Optional[int] = 255,
                  loss_weight: float = 1.0,
-                 loss_name: str = 'loss_kd') -> None:
+                 loss_name: str = 'loss_kd',
+                 logit_standardization: bool = False) -> None:
         super().__init__()
         self.temperature = check_positive('temperature', temperature)
         self.ignore_index = ignore_index
         self.loss_weight = check_non_negative('loss_weight', loss_weight)
         self._loss_name = loss_name
+        self.logit_standardization = check_flag(
+            'logit_standardization', logit_standardization)
 
     def forward(self,
                 student_logits: Tensor,
@@ -51,6 +59,8 @@ class KDLoss(nn.Module):
         """
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
+        if self.logit_standardization:
+            batch = standardize_batch(batch)
         loss, _ = decoupled_kl(batch.student, batch.teacher, None, 0.0,
                                [1.0], self.temperature, 'forward',
                                batch.valid, self.loss_weight)
