@@ -86,10 +86,9 @@ def checkpoint_setup(filename: str) -> Optional[Dict[str, str]]:
     if not text:
         return None
     try:
-        stored = Config.fromstring(text, '.py')
-    except Exception:  # noqa: BLE001 (an unparsable config: not checkable)
+        return run_setup(Config.fromstring(text, '.py'))
+    except Exception:  # noqa: BLE001 (e.g. a base config since moved)
         return None
-    return run_setup(stored)
 
 
 def _is_zip(filename: str) -> bool:
