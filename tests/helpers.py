@@ -137,9 +137,11 @@ def assert_distill_log_window(cfg) -> None:
     pattern = (cfg.get('log_processor') or {}).get('mean_pattern')
     assert pattern, 'log_processor.mean_pattern is not set'
     for key in ('distill.decode.gdkd_high', 'distill.head.dkd_tckd',
-                'distill.warmup_factor', 'student.decode.loss_ce', 'time'):
+                'distill.aux.loss_gdkd', 'student.decode.loss_ce', 'time'):
         assert re.search(pattern, key), key
-    assert not re.search(pattern, 'lr')
+    # the warm-up factor and the learning rate: their current values
+    for key in ('distill.warmup_factor', 'lr'):
+        assert not re.search(pattern, key), key
 
 
 def untrained_teacher(model_cfg) -> dict:
