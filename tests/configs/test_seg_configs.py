@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from helpers import REPO_ROOT, untrained_teacher
+from helpers import REPO_ROOT, assert_distill_log_window, untrained_teacher
 
 SEG_DATASETS = ('cityscapes', 'ade20k', 'voc12aug')
 ALGOS = ('gdkd', 'dkd', 'kd', 'cwd')
@@ -132,6 +132,7 @@ def test_config_builds(path):
     teacher, student, classes, dataset, iters, crop, taps = PAIRS[pair]
     cfg = Config.fromfile(path)
     assert cfg.model.type == 'SegDistiller'
+    assert_distill_log_window(cfg)
     assert cfg.model.teacher_ckpt.startswith(
         'https://download.openmmlab.com/mmsegmentation/')
     assert cfg.train_cfg.max_iters == iters
