@@ -20,7 +20,7 @@ import yaml
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from helpers import REPO_ROOT, untrained_teacher
+from helpers import REPO_ROOT, assert_distill_log_window, untrained_teacher
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 ALGOS = ('gdkd', 'dkd', 'kd')
@@ -59,7 +59,8 @@ OTHER_PAIRS = {
     'resnet50_mobilenetv1_cub200': (('ResNet', 50), ('MobileNetV1', None),
                                     200, 0.0025, 100, [40, 80]),
 }
-# The authors' configs (ZaberKo/GDKD; spec section 7):
+# The authors' configs (ZaberKo/GDKD; docs/losses.md, "Reference
+# configurations"):
 # GDKD (w0, w1, w2, k, T, warm-up epochs); top-k
 GDKD_REFERENCE = {
     'resnet32x4_resnet8x4': (1, 2, 8, 5, 4, 20),
@@ -205,6 +206,7 @@ def test_distill_config(path):
     assert cfg.default_scope == 'mmpretrain'
     assert 'mmgdkd' in cfg.custom_imports.imports
     assert cfg.model.type == 'ClsDistiller'
+    assert_distill_log_window(cfg)
     assert len(cfg.model.distill_losses) == 1
     if dataset == 'cifar100':
         teacher, student, lr = CIFAR_PAIRS[stem]

@@ -25,3 +25,9 @@ model = dict(
     '20211207_080709-07f6c333.pth',
     head_weights=dict(decode=1.0),
     distill_losses=dict())
+# distill.* terms and GDKD components averaged over the logging window like
+# the losses, so the printed components add up to the printed loss; the
+# warm-up factor stays the current value (docs/losses.md, "In the training
+# log")
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm).*'
+                     r'|^distill\.(?!warmup_factor$)')

@@ -31,7 +31,7 @@ class DKDLoss(nn.Module):
         ignore_index (int | None): Label of rows to exclude.
         loss_weight (float): Global factor.
         logit_standardization (bool): Z-score each row of both logits over
-            the classes first (LS, spec section 10; pixel-wise for
+            the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
         loss_name (str): Name of the loss in the log.

@@ -13,11 +13,11 @@ is ``(N, C, 1)``, a segmentation map ``(N, C, H*W)`` -- and every reduction is
 over ``dim=1``. This avoids the permute to ``(N*H*W, C)`` rows (a full copy)
 and vectorises along ``L``; with ``C = 19`` a row is too short to vectorise.
 
-Speed: the loss and, when the student needs it, the closed-form gradient of
-spec section 3 are computed together in the forward pass; only that gradient
-is kept for backward. Group masses are per-group sums of one ``exp`` pass
-(float 0/1 masks split it exactly), never ``log`` of a sum of probabilities
-and never three ``log_softmax`` pairs.
+Speed: the loss and, when the student needs it, the closed-form gradient
+(docs/losses.md, "The gradient") are computed together in the forward pass;
+only that gradient is kept for backward. Group masses are per-group sums of
+one ``exp`` pass (float 0/1 masks split it exactly), never ``log`` of a sum
+of probabilities and never three ``log_softmax`` pairs.
 
 Backends: on CPU, float32, the fused native kernel ``csrc/decoupled_kl.cpp``
 (built with the package, see ``setup.py``) computes partition, loss and
@@ -334,7 +334,8 @@ def _decoupled_kl_forward(student: Tensor, teacher: Tensor,
 
     grad = None
     if need_grad:
-        # Closed-form gradient (spec section 3), member j of group g:
+        # Closed-form gradient (docs/losses.md, "The gradient"), member j
+        # of group g:
         # T [w0 p^_j (b_s - b_t) + wf (p^_j - q^_j) + wr p^_j (r_j - R_g)]
         # with r = log p^ - log q^ = -(d + lam), R_g = KL(p^||q^), so
         # r_j - R_g = sum(p^ d) - d_j; written e_s * A_g - e_t * B_g -
@@ -535,7 +536,7 @@ def decoupled_kl(student: Tensor,
     """Decoupled KL over a class partition, fused loss and gradient.
 
     Per row, with ``G`` groups, temperature ``T``, masses ``b`` and
-    restricted distributions ``p^``, ``q^`` (spec section 1)::
+    restricted distributions ``p^``, ``q^`` (docs/losses.md, GDKDLoss)::
 
         T^2 * (w0 * KL(b_t || b_s) + sum_g weights[g] * D(q^_g, p^_g))
 

@@ -49,7 +49,7 @@ class GDKDLoss(nn.Module):
         ratio (float): Jump ratio of ``'adaptive'``.
         max_k (int, optional): Cap on the adaptive k; ``None`` means ``C-1``.
         logit_standardization (bool): Z-score each row of both logits over
-            the classes first (LS, spec section 10; pixel-wise for
+            the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
         loss_name (str): Name of the loss in the log.

@@ -52,7 +52,8 @@ def check_below_classes(name: str, value: int, num_classes: int) -> None:
 
 def no_autocast(tensor: Tensor) -> torch.autocast:
     """Context that disables autocast on ``tensor``'s device: partitions and
-    losses are computed in fp32 (spec section 6)."""
+    losses are computed in fp32 (docs/losses.md: under fp16/bf16 autocast
+    the loss is computed in fp32)."""
     return torch.autocast(tensor.device.type, enabled=False)
 
 
