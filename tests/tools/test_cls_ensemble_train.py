@@ -12,8 +12,8 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from helpers import REPO_ROOT, write_config
-from test_cls_train import CONFIG, cifar_folder, run, tiny_overrides  # noqa
+from helpers import REPO_ROOT, tiny_cls_overrides, write_config
+from test_cls_train import CONFIG, cifar_folder, run  # noqa: F401
 
 MODELS_DIR = osp.join(REPO_ROOT, 'configs', '_base_', 'models')
 ARCHS = ('resnet32x4', 'resnet8x4')
@@ -39,7 +39,7 @@ def teacher_ckpts(tmp_path_factory):
 @pytest.mark.slow
 def test_ensemble_train_and_resume(cifar_folder, teacher_ckpts,  # noqa
                                    tmp_path, python_env, python_exe):
-    overrides = tiny_overrides(cifar_folder, None)
+    overrides = tiny_cls_overrides(cifar_folder, None)
     # no random crop/flip: the transforms draw from numpy's global stream,
     # which a resumed run does not restore (RandomStateHook keeps torch's)
     overrides['train_dataloader']['dataset']['pipeline'] = [
