@@ -6,7 +6,8 @@ from torch import Tensor
 
 from mmgdkd.registry import register_model
 from .functional import decoupled_kl
-from .utils import check_non_negative, check_positive, prepare_logits
+from .utils import (check_non_negative, check_positive, prepare_logits,
+                    report_backend_once)
 
 
 @register_model
@@ -36,6 +37,7 @@ class KDLoss(nn.Module):
         self.ignore_index = ignore_index
         self.loss_weight = check_non_negative('loss_weight', loss_weight)
         self._loss_name = loss_name
+        report_backend_once()
 
     def forward(self,
                 student_logits: Tensor,
@@ -51,10 +53,9 @@ class KDLoss(nn.Module):
         """
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
-        loss, _ = decoupled_kl(batch.student, batch.teacher, None, 0.0,
-                               [1.0], self.temperature, 'forward',
-                               batch.valid, self.loss_weight)
-        return loss
+        return decoupled_kl(
+            batch.student, batch.teacher, temperature=self.temperature,
+            valid=batch.valid, loss_weight=self.loss_weight).loss
 
     @property
     def loss_name(self) -> str:
