@@ -96,7 +96,9 @@ def _check_tensor(name: str, x, shape: Tuple[int, ...], device: torch.device,
               bool=x.dtype == torch.bool,
               mask=x.is_floating_point() or x.dtype == torch.bool)[kind]
     if not ok:
-        raise ValueError(f'{name} must be a {kind} tensor, got {x.dtype}')
+        article = dict(float='a floating-point', int='an integer',
+                       bool='a bool', mask='a bool or float')[kind]
+        raise ValueError(f'{name} must be {article} tensor, got {x.dtype}')
 
 
 def _checks_values(x: Tensor) -> bool:
