@@ -277,7 +277,7 @@ def torch_forward(student: Tensor, teacher: Tensor, masks: Sequence[Tensor],
     within = [fwd * f + rev * r for f, r in zip(forward_kl, reverse_kl)]
     rows = torch.cat([high.unsqueeze(1)] + within, 1)  # (N, 1 + G, L)
     if valid is None:
-        n_valid = rows.new_tensor(float(rows.shape[0] * rows.shape[2]))
+        n_valid = float(rows.shape[0] * rows.shape[2])
     else:
         n_valid = valid.sum().to(rows.dtype).clamp(min=1)
         rows = torch.where(valid.unsqueeze(1), rows, 0.0)
