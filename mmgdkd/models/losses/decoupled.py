@@ -351,7 +351,34 @@ class _DecoupledKLFunction(torch.autograd.Function):
         grad, = ctx.saved_tensors
         if grad is None:  # only the teacher wanted a gradient: it gets none
             return (None, ) * 5
-        return (grad * grad_loss).to(ctx.input_dtype), None, None, None, None
+        return _scaled(grad, grad_loss).to(ctx.input_dtype), None, None, \
+            None, None
+
+
+def _scaled(grad: Tensor, grad_loss: Tensor) -> Tensor:
+    """``grad * grad_loss``, without a fresh full-size tensor where that is
+    safe: on CPU a fresh gradient costs more in page faults than the
+    multiply. A loss summed straight into the total gets exactly 1: the
+    saved gradient is handed over as is (autograd never writes into an
+    incoming gradient, and clones it rather than steal it while the graph
+    holds it). Otherwise, if the graph is not kept for another backward,
+    the saved gradient is scaled in place. Reading ``grad_loss`` is no
+    device sync on CPU; elsewhere, and while compiling, plain multiply."""
+    if grad_loss.device.type != 'cpu' or torch.compiler.is_compiling():
+        return grad * grad_loss
+    if float(grad_loss) == 1.0:
+        return grad
+    if not _graph_kept():
+        return grad.mul_(grad_loss)
+    return grad * grad_loss
+
+
+def _graph_kept() -> bool:
+    """Whether the running backward keeps the graph (``retain_graph``);
+    ``True`` when this torch cannot tell (a private torch API)."""
+    getter = getattr(torch._C._autograd, '_get_current_graph_task_keep_graph',
+                     None)
+    return True if getter is None else bool(getter())
 
 
 def _use_native(student: Tensor, teacher: Tensor, config: _Config,

@@ -204,3 +204,26 @@ def test_underflowed_terms_are_exactly_zero_and_bounded(backend):
         # exp(-110) relative to the row max is below float32's smallest
         # normal: such terms are exactly 0 (they were ~1e-38 each).
         assert (zs.grad[:, 4:] == 0).all()
+
+
+@pytest.mark.parametrize('weight', [1.0, 0.4])
+def test_backward_hands_over_or_scales_the_saved_gradient(backend, weight):
+    # The saved gradient is returned as is (weight 1) or scaled in place
+    # when the graph is not kept: repeated and retained backwards must
+    # still see the unscaled one.
+    s = S.clone().requires_grad_()
+    s64 = S.double().requires_grad_()
+    ref = decoupled_kl(s64, T.double(), groups=TopK(2), weights=[1.0, 2.0],
+                       w0=1.0)
+    ref_grad, = torch.autograd.grad(ref.loss * weight, s64)
+    loss = decoupled_kl(s, T, groups=TopK(2), weights=[1.0, 2.0],
+                        w0=1.0).loss * weight
+    for _ in range(3):
+        loss.backward(retain_graph=True)
+    torch.testing.assert_close(s.grad.double(), 3 * ref_grad, rtol=1e-5,
+                               atol=1e-7)
+    s.grad = None
+    loss.backward()  # the last one frees the graph
+    torch.testing.assert_close(s.grad.double(), ref_grad, rtol=1e-5,
+                               atol=1e-7)
+
