@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmgdkd.registry import register_model
-from .decoupled import check_finite_teacher
+from .validation import check_finite_teacher
 from .utils import (check_non_negative, check_positive, prepare_logits,
                     report_backend_once)
 

@@ -89,8 +89,9 @@ class GDKDLoss(nn.Module):
         self.last_components: Dict[str, Tensor] = {}
         report_backend_once()
 
-    def _partition(self, teacher: Tensor
-                   ) -> Tuple[Union[TopK, Tensor], Tuple[Optional[float], ...]]:
+    def _partition(
+        self, teacher: Tensor
+    ) -> Tuple[Union[TopK, Tensor], Tuple[Optional[float], ...]]:
         """Partition of the teacher ``(N, C, L)`` (a :class:`TopK`, or group
         ids for ``'adaptive'``) and the per-group weights."""
         num_classes = teacher.shape[1]

@@ -29,7 +29,8 @@ def randn(*shape, seed=0, dtype=torch.float32):
 
 
 S, T = randn(2, 5, 16, seed=1), randn(2, 5, 16, seed=2)
-LABELS = torch.randint(0, 5, (2, 16), generator=torch.Generator().manual_seed(3))
+LABELS = torch.randint(0, 5, (2, 16),
+                       generator=torch.Generator().manual_seed(3))
 TOP = torch.zeros(2, 5, 16).scatter_(1, T.topk(2, 1).indices, 1.0)
 
 

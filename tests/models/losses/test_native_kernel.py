@@ -222,9 +222,9 @@ def test_stale_or_disabled_build_falls_back(monkeypatch):
 def test_kernel_rejects_bad_arguments():
     s = torch.zeros(1, 4, 16)
     with pytest.raises(ValueError, match='bad arguments'):
-        native.native_module().forward(s.data_ptr(), s.data_ptr(), 0, 0, 0, 0, 1,
-                                   4, 16, 2, 4, 2, 1.0, 1.0, 1.0, 0.0,
-                                   [1.0, 1.0], [1.0, 1.0], 1.0, 1)
+        native.native_module().forward(
+            s.data_ptr(), s.data_ptr(), 0, 0, 0, 0, 1, 4, 16, 2, 4, 2, 1.0,
+            1.0, 1.0, 0.0, [1.0, 1.0], [1.0, 1.0], 1.0, 1)
 
 
 def test_torch_path_fixture_disables_kernel(torch_path):
