@@ -1,23 +1,17 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Shared fixtures: tiny Cityscapes-format data and tiny derived configs.
 
-Nothing here downloads: data is generated procedurally, models are built with
-``pretrained=None`` and teacher checkpoints are written by the tests.
+Plain helper functions live in ``helpers.py`` (``from helpers import ...``).
 """
 import os
-import os.path as osp
-import socket
-import subprocess
 import sys
 from typing import Callable
 
 import pytest
 
 import mmgdkd  # noqa: F401  (compat shims before any host import)
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PSPNET_R18 = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
-TINY_CROP = (64, 128)
+from helpers import (REPO_ROOT, TINY_CROP, tiny_seg_overrides, tiny_segmentor,
+                     write_config)
 
 
 def pytest_configure(config):
@@ -53,120 +47,6 @@ def cityscapes_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp('cityscapes'))
     generate_cityscapes(root, num_train=4, num_val=2, size=TINY_CROP, seed=0)
     return root
-
-
-def tiny_seg_overrides(data_root: str, max_iters: int = 2,
-                       val_interval: int = 2,
-                       batch_size: int = 2,
-                       schedule_iters: int = None) -> dict:
-    """Settings that shrink an MMSeg Cityscapes config to a CPU smoke run.
-
-    ``schedule_iters`` fixes the LR schedule's length independently of
-    ``max_iters``, so a run stopped early and resumed follows the same
-    schedule as an uninterrupted one.
-    """
-    train_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations'),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='PackSegInputs'),
-    ]
-    test_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations'),
-        dict(type='PackSegInputs'),
-    ]
-
-    def loader(split, pipeline, sampler):
-        return dict(
-            batch_size=batch_size if split == 'train' else 1,
-            num_workers=0,
-            persistent_workers=False,
-            sampler=dict(type=sampler, shuffle=split == 'train'),
-            dataset=dict(
-                type='CityscapesDataset',
-                data_root=data_root,
-                data_prefix=dict(
-                    img_path=f'leftImg8bit/{split}',
-                    seg_map_path=f'gtFine/{split}'),
-                pipeline=pipeline))
-
-    return dict(
-        crop_size=TINY_CROP,
-        # the Runner hands the top-level one to the model: keep it in step
-        data_preprocessor=dict(size=TINY_CROP),
-        train_dataloader=loader('train', train_pipeline, 'InfiniteSampler'),
-        val_dataloader=loader('val', test_pipeline, 'DefaultSampler'),
-        test_dataloader=loader('val', test_pipeline, 'DefaultSampler'),
-        train_cfg=dict(
-            type='IterBasedTrainLoop',
-            max_iters=max_iters,
-            val_interval=val_interval),
-        param_scheduler=[
-            dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0,
-                 end=schedule_iters or max_iters, by_epoch=False)
-        ],
-        default_hooks=dict(
-            logger=dict(type='LoggerHook', interval=1, log_metric_by_epoch=False),
-            checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                            interval=val_interval)),
-        log_processor=dict(by_epoch=False),
-        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'),
-                     mp_cfg=dict(mp_start_method='fork',
-                                 opencv_num_threads=0)),
-        randomness=dict(seed=0),
-    )
-
-
-def tiny_segmentor(base: dict = None, norm: str = 'BN') -> dict:
-    """Model overrides: no pretrained download, tiny crop, plain BN."""
-    norm_cfg = dict(type=norm, requires_grad=True)
-    return dict(
-        pretrained=None,
-        data_preprocessor=dict(size=TINY_CROP),
-        backbone=dict(norm_cfg=norm_cfg),
-        decode_head=dict(norm_cfg=norm_cfg),
-        auxiliary_head=dict(norm_cfg=norm_cfg),
-        **(base or {}))
-
-
-def build_segmentor(**overrides):
-    """A tiny PSPNet-R18 ``EncoderDecoder`` (built under the mmseg scope)."""
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
-
-    from mmgdkd.models.distillers.utils import load_model_cfg
-    cfg = load_model_cfg(dict(cfg_path=PSPNET_R18, **tiny_segmentor()))
-    cfg.update(overrides)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(cfg)
-
-
-def write_config(path: str, base: str, **overrides) -> str:
-    """Write a config file that inherits ``base`` and sets ``overrides``."""
-    lines = [f'_base_ = {base!r}']
-    lines += [f'{key} = {value!r}' for key, value in overrides.items()]
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def run_dist_train(repo_root, config, work_dir, env, python_exe, nproc=2,
-                   extra=()):
-    env = dict(env, PORT=str(free_port()), PYTHON=python_exe,
-               OMP_NUM_THREADS='1')
-    cmd = ['bash', osp.join(repo_root, 'tools', 'dist_train.sh'), config,
-           str(nproc), '--work-dir', work_dir, *extra]
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 
 from mmgdkd.models.distillers.utils import load_config
 
-from conftest import PSPNET_R18, tiny_seg_overrides, tiny_segmentor
+from helpers import PSPNET_R18, tiny_seg_overrides, tiny_segmentor
 
 
 def _runner(data_root, work_dir, max_iters, resume=False) -> Runner:

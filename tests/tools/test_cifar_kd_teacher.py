@@ -15,7 +15,7 @@ import torch
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'model_converters', 'cifar_kd_teacher.py')
@@ -111,3 +111,76 @@ def test_rejects_checkpoints_without_a_classifier():
         tool.convert({'model': {'conv1.weight': torch.zeros(1)}})
     with pytest.raises(ValueError, match='no state dict'):
         tool.convert({'epoch': 3})
+
+
+@pytest.mark.parametrize('arch,classifier', [('shufflenetv1', 'linear'),
+                                             ('shufflenetv2', 'linear'),
+                                             ('mobilenetv2', 'classifier.0')])
+def test_light_students_convert(arch, classifier):
+    tool = load_tool()
+    source = build(arch, seed=0)
+    converted = tool.convert(fabricate_reference(source, classifier))
+    target = build(arch, seed=1)
+    target.load_state_dict(converted['state_dict'], strict=True)
+    inputs = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(source(inputs), target(inputs))
+
+
+def reference_resnet50_state() -> dict:
+    """Key names and shapes of mdistiller's ``resnetv2.ResNet50`` (100
+    classes), written out from its definition: 3x3 stem, bottlenecks
+    ``conv1/bn1 .. conv3/bn3`` with a ``shortcut`` projection in each
+    stage's first block, ``linear`` classifier."""
+    g = torch.Generator().manual_seed(0)
+    shapes = {'conv1.weight': (64, 3, 3, 3)}
+
+    def bn(prefix, c):
+        for name in ('weight', 'bias', 'running_mean', 'running_var'):
+            shapes[f'{prefix}.{name}'] = (c, )
+        shapes[f'{prefix}.num_batches_tracked'] = ()
+
+    bn('bn1', 64)
+    c_in = 64
+    for s, (planes, n) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3))):
+        for b in range(n):
+            p = f'layer{s + 1}.{b}'
+            shapes[f'{p}.conv1.weight'] = (planes, c_in, 1, 1)
+            bn(f'{p}.bn1', planes)
+            shapes[f'{p}.conv2.weight'] = (planes, planes, 3, 3)
+            bn(f'{p}.bn2', planes)
+            shapes[f'{p}.conv3.weight'] = (4 * planes, planes, 1, 1)
+            bn(f'{p}.bn3', 4 * planes)
+            if b == 0:
+                shapes[f'{p}.shortcut.0.weight'] = (4 * planes, c_in, 1, 1)
+                bn(f'{p}.shortcut.1', 4 * planes)
+            c_in = 4 * planes
+    shapes['linear.weight'] = (100, 2048)
+    shapes['linear.bias'] = (100, )
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith('num_batches_tracked'):
+            state[key] = torch.tensor(0)
+        elif key.endswith('running_var'):
+            state[key] = torch.rand(shape, generator=g) + 0.5
+        else:
+            state[key] = torch.randn(shape, generator=g) * 0.05
+    return state
+
+
+def test_resnet50_teacher_layout_converts():
+    """The published ResNet50 teacher (``shortcut``, ``linear``) loads
+    strictly into MMPretrain's ResNet_CIFAR-50 classifier."""
+    tool = load_tool()
+    reference = reference_resnet50_state()
+    converted = tool.convert({'model': reference, 'epoch': 240})
+    state = converted['state_dict']
+    assert 'backbone.layer1.0.downsample.0.weight' in state
+    assert not any('shortcut' in k for k in state)
+    model = build('resnet50', seed=1)
+    model.load_state_dict(state, strict=True)
+    torch.testing.assert_close(
+        model.head.fc.weight, reference['linear.weight'], rtol=0, atol=0)
+    torch.testing.assert_close(
+        model.backbone.layer4[0].downsample[1].running_var,
+        reference['layer4.0.shortcut.1.running_var'], rtol=0, atol=0)

@@ -18,7 +18,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT, write_config
+from helpers import REPO_ROOT, write_config
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'gdkd',
                   'resnet32x4_resnet8x4_cifar100.py')

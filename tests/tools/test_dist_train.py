@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import (PSPNET_R18, run_dist_train, tiny_seg_overrides,
+from helpers import (PSPNET_R18, run_dist_train, tiny_seg_overrides,
                       tiny_segmentor, write_config)
 
 

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'plot_distill_log.py')
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

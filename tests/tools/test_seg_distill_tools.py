@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import (PSPNET_R18, build_segmentor, run_dist_train, tiny_seg_overrides,
+from helpers import (PSPNET_R18, build_segmentor, run_dist_train, tiny_seg_overrides,
                       tiny_segmentor, write_config)
 
 pytestmark = pytest.mark.slow

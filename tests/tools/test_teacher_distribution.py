@@ -31,7 +31,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 
-from conftest import (PSPNET_R18, REPO_ROOT, build_segmentor,
+from helpers import (PSPNET_R18, REPO_ROOT, build_segmentor,
                       tiny_seg_overrides, tiny_segmentor, write_config)
 from mmgdkd.analysis import (RowReservoir, distribution_stats,
                              format_summary, seg_rows, smallest_k_reaching)

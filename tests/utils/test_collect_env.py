@@ -21,6 +21,7 @@ def test_backend_logged_once(monkeypatch, capsys):
     capsys.readouterr()
     GDKDLoss()
     KDLoss()
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     assert out.count('mmgdkd losses:') == 1
     assert f'mmgdkd losses: {native.native_status()}' in out

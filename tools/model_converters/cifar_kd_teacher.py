@@ -7,8 +7,11 @@ as ``{'model': state_dict, 'epoch': ..., 'accuracy': ..., ...}`` with the
 reference module names. mmgdkd's CIFAR backbones keep those names, so the
 conversion only moves keys:
 
-- ``fc.*`` (ResNet, WRN) and ``classifier.*`` (VGG) -> ``head.fc.*``;
-- every other key -> ``backbone.*``;
+- ``fc.*`` (ResNet, WRN, ImageNet MobileNetV1), ``linear.*`` (ResNet50,
+  ShuffleV1/V2), ``classifier.0.*`` (MobileNetV2) and ``classifier.*``
+  (VGG) -> ``head.fc.*``;
+- every other key -> ``backbone.*``; the ResNet50's ``shortcut`` becomes
+  ``downsample`` (MMPretrain's ``ResNet_CIFAR`` is the same network);
 - a ``module.`` prefix (``DataParallel``) is dropped.
 
 The result, ``{'state_dict': ..., 'meta': {...}}``, loads strictly into the
@@ -34,7 +37,9 @@ import torch
 from mmgdkd.compat import load_local_checkpoint
 
 #: Reference classifier prefixes, in the order they are tried.
-CLASSIFIER_PREFIXES = ('fc.', 'classifier.')
+CLASSIFIER_PREFIXES = ('fc.', 'linear.', 'classifier.0.', 'classifier.')
+#: Backbone renames (reference -> mmgdkd / MMPretrain), applied to key parts.
+RENAMES = (('.shortcut.', '.downsample.'), )
 HEAD_PREFIX = 'head.fc.'
 BACKBONE_PREFIX = 'backbone.'
 
@@ -69,6 +74,8 @@ def convert_state_dict(
                 new_key = HEAD_PREFIX + key[len(prefix):]
                 break
         else:
+            for old, new in RENAMES:
+                key = key.replace(old, new)
             new_key = BACKBONE_PREFIX + key
         if new_key in converted:
             raise ValueError(f'two keys map to {new_key!r}; is this a '
@@ -76,7 +83,7 @@ def convert_state_dict(
         converted[new_key] = value
     if HEAD_PREFIX + 'weight' not in converted:
         raise ValueError(
-            'no classifier found (neither fc.weight nor classifier.weight); '
+            'no classifier found (no fc., linear. or classifier. weight); '
             'is this a CRD / mdistiller CIFAR checkpoint?')
     return converted
 

@@ -19,6 +19,7 @@ from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import DefaultScope, Registry
 from torch import Tensor
 
+from .checks import check_losses_fit_classes, check_teacher_weights
 from .utils import ModelSpec, load_model_cfg, load_teacher_checkpoint
 
 # teacher_autocast choices: None = the ambient autocast ('inherit'),
@@ -41,9 +42,9 @@ class BaseDistiller(BaseModel):
             (``'mmseg::...'``) or ``dict(cfg_path=..., **overrides)``.
         teacher: The teacher model, in the same forms.
         teacher_ckpt: Path or URL of the trained teacher's checkpoint, loaded
-            strictly on CPU at build time. ``None`` leaves the teacher
-            randomly initialised, which is only useful in tests (a warning is
-            issued).
+            strictly on CPU at build time. ``None`` needs a teacher config
+            with a whole-model ``Pretrained`` init_cfg, or
+            ``allow_untrained_teacher=True``.
         distill_losses: ``{name: loss_cfg}``. Each name must start with
             ``'loss_'`` (mmengine sums keys containing ``loss``). A loss cfg
             may carry ``heads={tap: weight}`` to override ``head_weights``.
@@ -66,6 +67,8 @@ class BaseDistiller(BaseModel):
         checkpoint_teacher: Also store the teacher in checkpoints (prefix
             ``teacher.``). By default checkpoints hold the student only, with
             plain host keys, so they load into the host's own tools.
+        allow_untrained_teacher: Distil from a randomly initialised teacher
+            (tests, timing); without it such a config is refused at build.
         data_preprocessor: Defaults to the student's.
         init_cfg: Unused by the distiller itself (the student keeps its own).
     """
@@ -74,6 +77,8 @@ class BaseDistiller(BaseModel):
     host_models: Registry = None
     #: Name of the classifier weight, for class-count messages.
     classifier_key: Optional[str] = None
+    #: Whether a model-level ``pretrained`` initialises the whole host model.
+    pretrained_is_whole_model: bool = False
 
     def __init__(self,
                  student: ModelSpec,
@@ -85,6 +90,7 @@ class BaseDistiller(BaseModel):
                  warmup_epochs: int = 0,
                  teacher_autocast: Optional[str] = 'inherit',
                  checkpoint_teacher: bool = False,
+                 allow_untrained_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         student_cfg = load_model_cfg(student)
@@ -96,6 +102,9 @@ class BaseDistiller(BaseModel):
                                           student_cfg.get('data_preprocessor'))
         self._check_preprocessors(student_cfg.get('data_preprocessor'),
                                   teacher_cfg.get('data_preprocessor'))
+        teacher_init_weights = check_teacher_weights(
+            teacher_cfg, teacher_ckpt, allow_untrained_teacher,
+            self.pretrained_is_whole_model)
         # Host models build their parts from "the" registry of the current
         # scope; make that the host's, whatever scope the caller is in.
         with DefaultScope.overwrite_default_scope(self.host_models.scope):
@@ -109,12 +118,14 @@ class BaseDistiller(BaseModel):
             # exactly like the same model trained without distillation.
             with torch.random.fork_rng(devices=[]):
                 teacher_model = self.host_models.build(teacher_cfg)
+                if teacher_init_weights:
+                    teacher_model.init_weights()
             self._check_num_classes(self.num_classes(self.student),
                                     self.num_classes(teacher_model))
-            if teacher_ckpt is None:
-                warnings.warn('teacher_ckpt is None: the teacher is randomly '
-                              'initialised (only meaningful in tests)')
-            else:
+            if not teacher_ckpt and not teacher_init_weights:
+                warnings.warn('allow_untrained_teacher=True: the teacher is '
+                              'randomly initialised')
+            elif teacher_ckpt:
                 load_teacher_checkpoint(teacher_model, teacher_ckpt,
                                         self.classifier_key)
                 print_log(f'Loaded teacher weights from {teacher_ckpt}',
@@ -151,6 +162,8 @@ class BaseDistiller(BaseModel):
 
         with DefaultScope.overwrite_default_scope(self.host_models.scope):
             self._build_distill_losses(distill_losses or {}, head_weights)
+        check_losses_fit_classes(self.distill_losses,
+                                 self.num_classes(self.student))
         self.register_state_dict_post_hook(_student_state_dict_hook)
         self.register_load_state_dict_pre_hook(_route_loaded_keys_hook)
 

@@ -66,6 +66,8 @@ class ClsDistiller(BaseDistiller):
 
     host_models = MODELS
     classifier_key = 'head.fc.weight'
+    # ImageClassifier turns `pretrained` into a whole-model Pretrained init.
+    pretrained_is_whole_model = True
 
     def __init__(self,
                  student: ModelSpec,

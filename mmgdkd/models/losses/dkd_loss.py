@@ -6,8 +6,9 @@ from torch import Tensor
 
 from mmgdkd.registry import register_model
 from .functional import LabelGroup, decoupled_kl
-from .utils import (check_non_negative, check_positive, prepare_logits,
-                    report_backend_once)
+from .logit_standardization import check_flag, standardize_batch
+from .utils import (check_non_negative, check_positive, no_autocast,
+                    prepare_logits, report_backend_once)
 
 
 @register_model
@@ -30,6 +31,10 @@ class DKDLoss(nn.Module):
         ignore_index (int | None): Label of rows to exclude.
         loss_weight (float): Global factor.
         loss_name (str): Name of the loss in the log.
+        logit_standardization (bool): Z-score each row of both logits over
+            the classes first (LS, spec section 10; pixel-wise for
+            segmentation), see
+            :mod:`~mmgdkd.models.losses.logit_standardization`.
 
     ``last_components`` holds detached fp32 ``tckd`` and ``nckd`` (unweighted
     means times ``T^2``): ``loss == loss_weight*(alpha*tckd + beta*nckd)``.
@@ -47,7 +52,8 @@ class DKDLoss(nn.Module):
                  temperature: float = 4.0,
                  ignore_index: Optional[int] = 255,
                  loss_weight: float = 1.0,
-                 loss_name: str = 'loss_dkd') -> None:
+                 loss_name: str = 'loss_dkd',
+                 logit_standardization: bool = False) -> None:
         super().__init__()
         self.alpha = check_non_negative('alpha', alpha)
         self.beta = check_non_negative('beta', beta)
@@ -56,6 +62,8 @@ class DKDLoss(nn.Module):
         self.loss_weight = check_non_negative('loss_weight', loss_weight)
         self._loss_name = loss_name
         self.last_components: Dict[str, Tensor] = {}
+        self.logit_standardization = check_flag(
+            'logit_standardization', logit_standardization)
         report_backend_once()
 
     def forward(self,
@@ -73,6 +81,9 @@ class DKDLoss(nn.Module):
             raise ValueError('DKDLoss needs the target (labels), got None')
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
+        if self.logit_standardization:
+            with no_autocast(batch.student):
+                batch = standardize_batch(batch)
         labels = batch.labels
         if batch.valid is not None:
             labels = labels.masked_fill(~batch.valid, 0)  # any valid class

@@ -6,10 +6,11 @@ from torch import Tensor
 
 from mmgdkd.registry import register_model
 from .decoupled import KL_TYPES, decoupled_kl
+from .logit_standardization import check_flag, standardize_batch
 from .partitions import TopK, adaptive_group_ids
 from .utils import (check_below_classes, check_choice, check_int,
-                    check_non_negative, check_positive, prepare_logits,
-                    report_backend_once)
+                    check_non_negative, check_positive, no_autocast,
+                    prepare_logits, report_backend_once)
 
 STRATEGIES = ('topk', 'adaptive', 'topk3', 'worst')
 
@@ -49,6 +50,10 @@ class GDKDLoss(nn.Module):
         ratio (float): Jump ratio of ``'adaptive'``.
         max_k (int, optional): Cap on the adaptive k; ``None`` means ``C-1``.
         loss_name (str): Name of the loss in the log.
+        logit_standardization (bool): Z-score each row of both logits over
+            the classes first (LS, spec section 10; pixel-wise for
+            segmentation), see
+            :mod:`~mmgdkd.models.losses.logit_standardization`.
 
     After each forward, ``last_components`` holds detached fp32 scalars
     ``high``, ``low_top``, ``low_other``: the unweighted means over valid
@@ -72,7 +77,8 @@ class GDKDLoss(nn.Module):
                  loss_weight: float = 1.0,
                  ratio: float = 2.0,
                  max_k: Optional[int] = None,
-                 loss_name: str = 'loss_gdkd') -> None:
+                 loss_name: str = 'loss_gdkd',
+                 logit_standardization: bool = False) -> None:
         super().__init__()
         self.strategy = check_choice('strategy', strategy, STRATEGIES)
         self.k = check_int('k', k, 2 if strategy == 'topk3' else 1)
@@ -87,7 +93,18 @@ class GDKDLoss(nn.Module):
         self.max_k = None if max_k is None else check_int('max_k', max_k)
         self._loss_name = loss_name
         self.last_components: Dict[str, Tensor] = {}
+        self.logit_standardization = check_flag(
+            'logit_standardization', logit_standardization)
         report_backend_once()
+
+    def check_num_classes(self, num_classes: int) -> None:
+        """ValueError unless the options fit ``C`` classes (the distillers
+        call this at build time; ``forward`` checks the logits too)."""
+        if self.strategy == 'adaptive':
+            if self.max_k is not None:
+                check_below_classes('max_k', self.max_k, num_classes)
+        else:
+            check_below_classes('k', self.k, num_classes)
 
     def _partition(
         self, teacher: Tensor
@@ -123,6 +140,9 @@ class GDKDLoss(nn.Module):
         """
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
+        if self.logit_standardization:
+            with no_autocast(batch.student):
+                batch = standardize_batch(batch)
         partition, weights = self._partition(batch.teacher)
         result = decoupled_kl(
             batch.student, batch.teacher, groups=partition, weights=weights,

@@ -6,8 +6,9 @@ from torch import Tensor
 
 from mmgdkd.registry import register_model
 from .functional import decoupled_kl
-from .utils import (check_non_negative, check_positive, prepare_logits,
-                    report_backend_once)
+from .logit_standardization import check_flag, standardize_batch
+from .utils import (check_non_negative, check_positive, no_autocast,
+                    prepare_logits, report_backend_once)
 
 
 @register_model
@@ -23,6 +24,10 @@ class KDLoss(nn.Module):
         ignore_index (int | None): Label of rows to exclude.
         loss_weight (float): Global factor.
         loss_name (str): Name of the loss in the log.
+        logit_standardization (bool): Z-score each row of both logits over
+            the classes first (LS, spec section 10; pixel-wise for
+            segmentation), see
+            :mod:`~mmgdkd.models.losses.logit_standardization`.
 
     Shapes: as :class:`GDKDLoss`; the target is optional.
     """
@@ -31,12 +36,15 @@ class KDLoss(nn.Module):
                  temperature: float = 4.0,
                  ignore_index: Optional[int] = 255,
                  loss_weight: float = 1.0,
-                 loss_name: str = 'loss_kd') -> None:
+                 loss_name: str = 'loss_kd',
+                 logit_standardization: bool = False) -> None:
         super().__init__()
         self.temperature = check_positive('temperature', temperature)
         self.ignore_index = ignore_index
         self.loss_weight = check_non_negative('loss_weight', loss_weight)
         self._loss_name = loss_name
+        self.logit_standardization = check_flag(
+            'logit_standardization', logit_standardization)
         report_backend_once()
 
     def forward(self,
@@ -53,6 +61,9 @@ class KDLoss(nn.Module):
         """
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
+        if self.logit_standardization:
+            with no_autocast(batch.student):
+                batch = standardize_batch(batch)
         return decoupled_kl(
             batch.student, batch.teacher, temperature=self.temperature,
             valid=batch.valid, loss_weight=self.loss_weight).loss

@@ -51,6 +51,12 @@ def check_below_classes(name: str, value: int, num_classes: int) -> None:
                          f'C={num_classes}')
 
 
+def no_autocast(tensor: Tensor) -> torch.autocast:
+    """Context that disables autocast on ``tensor``'s device (losses are
+    computed in fp32, spec section 6)."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 def report_backend_once() -> None:
     """Log once per process which backend the losses use (a silent
     fallback to the slower pure-torch path would otherwise go unnoticed)."""

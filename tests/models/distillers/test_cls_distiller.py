@@ -12,6 +12,8 @@ from mmpretrain.models.heads import LinearClsHead
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from helpers import untrained_teacher
+
 NUM_CLASSES = 10
 GDKD = dict(
     type='GDKDLoss',
@@ -75,6 +77,9 @@ def build_distiller(teacher_ckpt, losses=None, **kwargs):
         teacher=classifier('resnet14'),
         teacher_ckpt=teacher_ckpt,
         distill_losses=dict(loss_gdkd=GDKD) if losses is None else losses)
+    if teacher_ckpt is None:
+        # tests of other build-time errors: no weights on purpose
+        untrained_teacher(cfg)
     cfg.update(kwargs)
     torch.manual_seed(0)
     return build_model(cfg)

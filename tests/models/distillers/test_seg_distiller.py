@@ -9,7 +9,8 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from conftest import PSPNET_R18, build_segmentor, tiny_segmentor
+from helpers import (PSPNET_R18, build_segmentor, tiny_segmentor,
+                     untrained_teacher)
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 H, W = 64, 128
@@ -37,6 +38,9 @@ def build_distiller(teacher_ckpt, **kwargs):
         teacher_ckpt=teacher_ckpt,
         distill_losses=dict(
             loss_gdkd=dict(type='GDKDLoss', k=3, w0=1.0, w1=1.0, w2=2.0)))
+    if teacher_ckpt is None:
+        # tests of other build-time errors: no weights on purpose
+        untrained_teacher(cfg)
     cfg.update(kwargs)
     torch.manual_seed(0)
     return MODELS.build(cfg)

@@ -1,0 +1,17 @@
+# ResNet110 teacher -> ResNet32 student on CIFAR-100, the CRD / mdistiller
+# protocol: 240 epochs, SGD lr 0.05, batch 64 on one GPU. The algorithm
+# configs (configs/<algo>/) add the distillation losses and warm-up.
+_base_ = [
+    '../datasets/cifar100_bs64.py', '../schedules/cifar_240e.py',
+    '../cifar_runtime.py'
+]
+
+model = dict(
+    type='ClsDistiller',
+    student=dict(cfg_path='{{ fileDirname }}/../models/cifar_resnet32.py'),
+    teacher=dict(cfg_path='{{ fileDirname }}/../models/cifar_resnet110.py'),
+    # The published CRD teacher, converted with
+    # tools/model_converters/cifar_kd_teacher.py, or a checkpoint of
+    # configs/cifar_teachers/resnet110_240e_cifar100.py (see the README).
+    teacher_ckpt='checkpoints/cifar_teachers/resnet110.pth',
+    distill_losses=dict())

@@ -1,0 +1,23 @@
+# ResNet-34 teacher (fine-tuned on Tiny-ImageNet by
+# configs/tl_teachers/resnet34_100e_tinyimagenet.py) -> ImageNet-pretrained
+# ResNet-18 student on Tiny-ImageNet, the GDKD authors' transfer-learning
+# protocol (ZaberKo/GDKD configs/TL/tiny-imagenet/r34_r18): 100 epochs, SGD lr
+# 0.001, batch 64 on one GPU. The algorithm configs (configs/<algo>/) add the
+# distillation losses.
+_base_ = [
+    '../datasets/tinyimagenet_bs64.py', '../schedules/tl_tinyimagenet_100e.py',
+    'mmpretrain::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['mmgdkd'], allow_failed_imports=False)
+# resumed runs continue torch's random stream (dropout), see the hook
+custom_hooks = [dict(type='RandomStateHook')]
+
+model = dict(
+    type='ClsDistiller',
+    student=dict(cfg_path='{{ fileDirname }}/../models/tl_resnet18_200c.py'),
+    teacher=dict(
+        cfg_path='{{ fileDirname }}/../models/tl_resnet34_200c.py',
+        # all weights come from teacher_ckpt
+        backbone=dict(init_cfg=None)),
+    teacher_ckpt='checkpoints/tl_teachers/resnet34_tinyimagenet.pth',
+    distill_losses=dict())

@@ -1,0 +1,14 @@
+# MobileNetV2 (mobile_half, 0.81M params): the CRD / mdistiller CIFAR-100
+# model. Backbone with the reference module names, global average pooling and
+# one linear layer (``head.fc``), so the published checkpoints convert key by
+# key (tools/model_converters/cifar_kd_teacher.py).
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CIFARMobileNetV2', arch='mobile_half'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=1280,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

@@ -1,0 +1,14 @@
+# ShuffleNetV1 (ShuffleV1, 0.95M params): the CRD / mdistiller CIFAR-100 model.
+# Backbone with the reference module names, global average pooling and
+# one linear layer (``head.fc``), so the published checkpoints
+# convert key by key (tools/model_converters/cifar_kd_teacher.py).
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='CIFARShuffleNetV1', arch='shufflev1'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=100,
+        in_channels=960,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))

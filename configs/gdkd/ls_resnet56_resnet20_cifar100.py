@@ -1,0 +1,9 @@
+# LS-GDKD, ResNet56 -> ResNet20 on CIFAR-100: GDKD on logit-standardized
+# logits, the authors' experimental LS_GDKD (ZaberKo/GDKD
+# configs/cifar100/experimental/ls_gdkd/res56_res20.yaml, norm_mode 'global'):
+# the GDKD hyper-parameters of the pair (k=5, w0=1, w1=1, w2=1, T=4,
+# warm-up 20 epochs), both logits z-scored per sample first.
+_base_ = './resnet56_resnet20_cifar100.py'
+
+model = dict(
+    distill_losses=dict(loss_gdkd=dict(logit_standardization=True)))

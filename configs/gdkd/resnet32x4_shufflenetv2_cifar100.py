@@ -1,0 +1,21 @@
+# GDKD, ResNet32x4 -> ShuffleNetV2 on CIFAR-100, the authors' hyper-parameters
+# (ZaberKo/GDKD configs/cifar100/gdkd/res32x4_shuv2.yaml): teacher top-5 vs the
+# rest, w0=1 (group masses), w1=1 (within the top-5), w2=8 (within the
+# rest), T=4, cross-entropy weight 1, distillation warmed up linearly over 20
+# epochs.
+_base_ = '../_base_/distill/resnet32x4_shufflenetv2_cifar100.py'
+
+model = dict(
+    warmup_epochs=20,
+    distill_losses=dict(
+        loss_gdkd=dict(
+            type='GDKDLoss',
+            k=5,
+            w0=1.0,
+            w1=1.0,
+            w2=8.0,
+            temperature=4.0,
+            kl_type='forward',
+            strategy='topk',
+            ignore_index=None,  # no ignored labels in classification
+            loss_weight=1.0)))

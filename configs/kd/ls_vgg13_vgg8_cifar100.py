@@ -1,0 +1,10 @@
+# LSKD (logit-standardized KD, Sun et al., CVPR 2024), VGG13 -> VGG8
+# on CIFAR-100, the GDKD authors' LSKD hyper-parameters (ZaberKo/GDKD
+# configs/cifar100/lskd/vgg13_vgg8.yaml and its defaults): both logits z-scored
+# per sample, T=2, 0.1 x cross-entropy + 9 x KD, no warm-up.
+_base_ = './vgg13_vgg8_cifar100.py'
+
+model = dict(
+    distill_losses=dict(
+        loss_kd=dict(
+            temperature=2.0, loss_weight=9.0, logit_standardization=True)))

@@ -1,0 +1,13 @@
+# KD, ResNet-34 -> ResNet-18 on CUB-200-2011 (transfer learning), the GDKD
+# authors' recipe (ZaberKo/GDKD configs/TL/cub2011/r34_r18/kd.yaml): T=1,
+# 0.5 x cross-entropy + 0.5 x KD, no warm-up.
+_base_ = '../_base_/distill/resnet34_resnet18_cub200.py'
+
+model = dict(
+    student=dict(head=dict(loss=dict(loss_weight=0.5))),
+    distill_losses=dict(
+        loss_kd=dict(
+            type='KDLoss',
+            temperature=1.0,
+            ignore_index=None,  # no ignored labels in classification
+            loss_weight=0.5)))
