@@ -21,8 +21,8 @@ from torch import Tensor
 class TopK(NamedTuple):
     """Partition by the teacher: its ``k`` largest classes (smallest if not
     ``largest``) and the rest; with ``split_top1`` the first of them is a
-    group of its own (GDKD3: top-1 / top-2..k / rest). Ties go to the lower
-    class index, on both backends."""
+    group of its own (GDKD3: top-1 / top-2..k / rest). Every row gets
+    exactly ``k`` members, ties included (see :func:`topk_indices`)."""
     k: int
     largest: bool = True
     split_top1: bool = False
@@ -40,30 +40,14 @@ def to_compute_dtype(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def _rank_key(logits: Tensor, largest: bool) -> Tensor:
-    """An int64 key per entry, unique within a row, whose descending order
-    is the order of ``logits`` (ascending if not ``largest``) with ties
-    broken towards the lower class index -- the order the native kernel
-    uses. float64 logits are ranked by value (ties in ``torch.topk``'s own,
-    deterministic order)."""
-    if logits.dtype == torch.float64:
-        return logits if largest else -logits
-    c = logits.shape[1]
-    # + 0.0 turns -0.0 into +0.0 (equal floats must get equal bits).
-    bits = (logits.float() + 0.0).view(torch.int32)
-    # Sign-magnitude float bits -> integers of the same order (negative
-    # floats: flip the magnitude bits).
-    order = (bits ^ ((bits >> 31) & 0x7fffffff)).to(torch.int64)
-    if not largest:
-        order = -order
-    index = torch.arange(c - 1, -1, -1, device=logits.device)
-    return order * c + index.view(1, c, *([1] * (logits.dim() - 2)))
-
-
 def topk_indices(logits: Tensor, k: int, largest: bool = True) -> Tensor:
     """``(N, k, L)`` indices of each row's ``k`` largest (smallest) classes
-    of ``(N, C, L)`` logits, best first, ties to the lower class index."""
-    return torch.topk(_rank_key(logits, largest), k, dim=1).indices
+    of ``(N, C, L)`` logits, best first. Exact ties are resolved in
+    ``torch.topk``'s own order: deterministic (the same input gives the
+    same partition), though not always the lower class index that the
+    native kernel takes; an int64 key that would order them so cost more
+    than the top-k itself on CPU."""
+    return torch.topk(logits, k, dim=1, largest=largest).indices
 
 
 def topk_masks(logits: Tensor,
@@ -81,7 +65,7 @@ def topk_masks(logits: Tensor,
     Returns:
         tuple[Tensor, Tensor | None]: ``(N, C, L)`` masks (compute dtype)
         of the top-k and of the top-1 (or ``None``); exactly ``k`` (one)
-        members per row, ties to the lower class index.
+        members per row, ties included.
     """
     idx = topk_indices(logits, k, largest)
     zeros = torch.zeros_like(to_compute_dtype(logits))
