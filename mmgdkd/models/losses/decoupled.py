@@ -64,7 +64,10 @@ def _per_entry(values, masks: Sequence[Optional[Tensor]]):
         last, of = values[-1], (lambda g: values[g])
     if masks[0] is None:  # one group
         return last
-    out = masks[0] * (of(0) - last) + last
+    if isinstance(values, Tensor):
+        out = torch.addcmul(last, masks[0], of(0) - last)
+    else:
+        out = torch.add(masks[0] * (of(0) - last), last)
     for g in range(1, len(masks) - 1):
         if isinstance(values, Tensor):
             out.addcmul_(masks[g], of(g) - last)
@@ -73,11 +76,17 @@ def _per_entry(values, masks: Sequence[Optional[Tensor]]):
     return out
 
 
-def _group_sums(x: Tensor, masks: Sequence[Optional[Tensor]]) -> Tensor:
-    """``(N, G, L)``: the sum of ``x`` over each group's members."""
+def _group_sums(x: Tensor, masks: Sequence[Optional[Tensor]],
+                scratch: Optional[Tensor] = None) -> Tensor:
+    """``(N, G, L)``: the sum of ``x`` over each group's members
+    (``scratch``: a buffer like ``x`` to reuse; on CPU a fresh full-size
+    tensor costs more in page faults than the multiply)."""
     if masks[0] is None:  # one group
         return x.sum(1, keepdim=True)
-    return torch.stack([(x * m).sum(1) for m in masks], 1)
+    if scratch is None:
+        scratch = torch.empty_like(x)
+    return torch.stack(
+        [torch.mul(x, m, out=scratch).sum(1) for m in masks], 1)
 
 
 def _group_log_softmax(z: Tensor, masks: Sequence[Optional[Tensor]],
@@ -95,9 +104,13 @@ def _group_log_softmax(z: Tensor, masks: Sequence[Optional[Tensor]],
     if masks[0] is None:  # one group
         lse = torch.logsumexp(z, 1, keepdim=True)
         return z - lse, lse
-    gmax = torch.cat([(z + o).amax(1, keepdim=True) for o in outside], 1)
+    scratch = torch.empty_like(z)
+    gmax = torch.cat([
+        torch.add(z, o, out=scratch).amax(1, keepdim=True) for o in outside
+    ], 1)
     shifted = z - _per_entry(gmax, masks)
-    log_sums = _group_sums(shifted.exp(), masks).log_()
+    exp = torch.exp(shifted, out=scratch)
+    log_sums = _group_sums(exp, masks, torch.empty_like(z)).log_()
     return shifted.sub_(_per_entry(log_sums, masks)), gmax + log_sums
 
 
@@ -118,7 +131,7 @@ def torch_forward(student: Tensor, teacher: Tensor, masks: Sequence[Tensor],
         masks = [None]
         outside = None
     else:
-        outside = [(1.0 - m) * _OUTSIDE for m in masks]
+        outside = [torch.mul(m, -_OUTSIDE).add_(_OUTSIDE) for m in masks]
     lps, lse_s = _group_log_softmax(student / t if t != 1 else student, masks,
                                     outside)
     lpt, lse_t = _group_log_softmax(teacher / t if t != 1 else teacher, masks,
