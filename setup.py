@@ -127,9 +127,17 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'demo')),
-    # No package data: the only non-Python file, the kernel source, is
-    # compiled (and goes into the sdist as an extension source).
+    # The configs, for `mmgdkd::` paths (mmgdkd/mim.py): mmgdkd/.mim/configs
+    # links to configs/, so a wheel gets a copy and an editable install
+    # reads the checkout. The kernel source is compiled, not shipped.
     include_package_data=False,
+    package_data={
+        'mmgdkd': [
+            '.mim/model-index.yml', '.mim/configs/*/*.py',
+            '.mim/configs/*/*/*.py', '.mim/configs/*.md',
+            '.mim/configs/*/README.md'
+        ]
+    },
     python_requires='>=3.8',
     install_requires=parse_requirements('runtime'),
     extras_require={

@@ -22,12 +22,17 @@ from typing import Callable, List, Optional
 import torch
 
 _applied = False
+#: The shims without which MMSeg/MMPretrain cannot even be imported here:
+#: their own tools then need ``import mmgdkd`` first (a config's
+#: ``custom_imports``); empty on a full-mmcv, matching-torchvision install.
+IMPORT_NEEDED_BY: List[str] = []
 # Keeps the torchvision op-schema library alive for the process lifetime.
 _torchvision_schema_lib: Optional[torch.library.Library] = None
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds pickled objects outside the mmengine allow-list."""
+    """An intact checkpoint pickles objects outside the mmengine allow-list.
+    """
 
 
 # ---------------------------------------------------------------------------
@@ -164,44 +169,20 @@ def _history_buffer_state(self) -> dict:
     return state
 
 
-def _refusal_message(filename: str, err: Exception) -> str:
-    return (
-        f'Refusing to load checkpoint {filename!r}: it contains pickled '
-        f'objects outside the types an mmengine checkpoint needs ({err}). '
-        'Loading it would run arbitrary code. If you trust the file, load '
-        'it deliberately with `torch.load(path, weights_only=False)` and '
-        're-save only its tensors (`torch.save({"state_dict": '
-        'ckpt["state_dict"]}, new_path)`), or allow-list the specific type '
-        'with `torch.serialization.add_safe_globals([...])`.')
-
-
-def load_local_checkpoint(filename: str, map_location=None) -> dict:
-    """mmengine's local checkpoint loader, always with ``weights_only=True``.
-
-    Raises:
-        FileNotFoundError: If ``filename`` does not exist.
-        UnsafeCheckpointError: If the file pickles any non-allow-listed type.
-    """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
-    try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(_refusal_message(filename, err)) from err
-
-
 def install_safe_checkpoint_loading() -> None:
     """Allow-list mmengine's checkpoint types and load local files safely.
 
     torch >= 2.6 loads with ``weights_only=True``; mmengine checkpoints carry
     a few mmengine/numpy objects that the safe unpickler must be told about.
     The local loader is replaced by one that passes ``weights_only=True``
-    explicitly and explains a refusal; remote loaders keep torch's default.
+    explicitly and tells a damaged file from an unsafe one
+    (:func:`mmgdkd.engine.checkpoint.load_local_checkpoint`); remote loaders
+    keep torch's default.
     """
     from mmengine.logging import HistoryBuffer
     from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .engine.checkpoint import load_local_checkpoint
 
     torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
     HistoryBuffer.__getstate__ = _history_buffer_state
@@ -245,8 +226,10 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    stub_missing_mmcv_ops()
-    define_missing_torchvision_ops()
+    if stub_missing_mmcv_ops():
+        IMPORT_NEEDED_BY.append('mmcv-lite (no mmcv._ext)')
+    if define_missing_torchvision_ops():
+        IMPORT_NEEDED_BY.append('torchvision without its C++ ops')
     install_safe_checkpoint_loading()
     support_cpu_distributed()
     _applied = True

@@ -130,6 +130,20 @@ def run_dist_train(repo_root, config, work_dir, env, python_exe, nproc=2,
     return proc
 
 
+def assert_distill_log_window(cfg) -> None:
+    """The config averages every ``distill.*`` log key over the losses'
+    window (docs/losses.md, "In the training log")."""
+    import re
+    pattern = (cfg.get('log_processor') or {}).get('mean_pattern')
+    assert pattern, 'log_processor.mean_pattern is not set'
+    for key in ('distill.decode.gdkd_high', 'distill.head.dkd_tckd',
+                'distill.aux.loss_gdkd', 'student.decode.loss_ce', 'time'):
+        assert re.search(pattern, key), key
+    # the warm-up factor and the learning rate: their current values
+    for key in ('distill.warmup_factor', 'lr'):
+        assert not re.search(pattern, key), key
+
+
 def untrained_teacher(model_cfg) -> dict:
     """A distiller config without teacher weights, on purpose.
 
@@ -140,3 +154,76 @@ def untrained_teacher(model_cfg) -> dict:
     model_cfg['teacher_ckpt'] = None
     model_cfg['allow_untrained_teacher'] = True
     return model_cfg
+
+
+def make_cifar_folder(root: str, num_classes: int = 3) -> str:
+    """A tiny CIFAR-like set in MMPretrain's ``CustomDataset`` layout.
+
+    MMPretrain's ``CIFAR100`` verifies the md5 sums of the official pickles,
+    so generated pickles cannot stand in for them. train: 4 images per
+    class, test: 2, 32x32 PNG, one sub-folder per class (labels 0..2).
+    """
+    import mmcv
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for split, per_class in (('train', 4), ('test', 2)):
+        for label in range(num_classes):
+            for i in range(per_class):
+                img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                img[..., label] //= 2  # a little class signal
+                mmcv.imwrite(img, osp.join(root, split, f'class{label}',
+                                           f'{i}.png'))
+    return root
+
+
+def save_cifar_teacher(path: str) -> str:
+    """A (random) ResNet32x4 CIFAR-100 teacher checkpoint at ``path``."""
+    import torch
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    from mmgdkd.models.distillers.utils import load_model_cfg
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        teacher = MODELS.build(load_model_cfg(osp.join(
+            REPO_ROOT, 'configs', '_base_', 'models', 'cifar_resnet32x4.py')))
+    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
+    return path
+
+
+def tiny_cls_overrides(data_root: str, teacher_ckpt: str,
+                       max_epochs: int = 2) -> dict:
+    """Shrink a CIFAR distillation config: the data of
+    :func:`make_cifar_folder`, ``max_epochs`` epochs, log every step."""
+
+    def loader(split, pipeline, shuffle):
+        return dict(
+            batch_size=4,
+            num_workers=0,
+            persistent_workers=False,
+            sampler=dict(type='DefaultSampler', shuffle=shuffle),
+            dataset=dict(
+                _delete_=True,
+                type='CustomDataset',
+                data_root=data_root,
+                data_prefix=split,
+                with_label=True,
+                pipeline=[dict(type='LoadImageFromFile')] + pipeline))
+
+    train_pipeline = [
+        dict(type='RandomCrop', crop_size=32, padding=4),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        dict(type='PackInputs'),
+    ]
+    test_pipeline = [dict(type='PackInputs')]
+    return dict(
+        model=dict(teacher_ckpt=teacher_ckpt),
+        train_dataloader=loader('train', train_pipeline, True),
+        val_dataloader=loader('test', test_pipeline, False),
+        test_dataloader=loader('test', test_pipeline, False),
+        train_cfg=dict(max_epochs=max_epochs, val_interval=1),
+        default_hooks=dict(
+            logger=dict(type='LoggerHook', interval=1),
+            checkpoint=dict(type='CheckpointHook', interval=1)),
+        randomness=dict(seed=0),
+    )

@@ -45,9 +45,18 @@ def test_mmcv_ops_stub_only_without_compiled_ops():
 def test_torchvision_imports_and_op_fails_clearly():
     import torchvision
     assert hasattr(torchvision, 'transforms')
-    if compat._torchvision_schema_lib is not None:
-        with pytest.raises(Exception):
-            torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.],
+                          [20., 20., 30., 30.]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    if compat._torchvision_schema_lib is None:
+        # torchvision's own ops loaded: the shim stayed out of the way
+        assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 2]
+        return
+    # only the schemas are declared: calling the op names the cause
+    with pytest.raises(RuntimeError, match="Couldn't load custom C\\+\\+ "
+                       'ops'):
+        torchvision.ops.nms(boxes, scores, 0.5)
+    assert 'torchvision without its C++ ops' in compat.IMPORT_NEEDED_BY
 
 
 def test_runner_imports():

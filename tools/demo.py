@@ -22,19 +22,16 @@ Example::
 """
 import argparse
 import collections
-import contextlib
 import glob
-import io
 import json
 import os
 import os.path as osp
 import re
-import statistics
 import subprocess
 import sys
 import time
 import warnings
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'demo')
@@ -52,8 +49,6 @@ IMAGE_SIZE = (128, 256)
 DATA_SEED = 0
 # --quick shortens the schedules, not the models: a pipeline check (tests).
 QUICK_ITERS = 2
-FIGURE_IMAGES = 3
-TIMING_ROUNDS = 20
 TRAIN_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?eta: (\S+)')
 VAL_LINE = re.compile(r'Iter\(val\) \[\d+/\d+\]\s+(aAcc.*)')
 
@@ -70,14 +65,17 @@ def parse_args(args: Optional[List[str]] = None) -> argparse.Namespace:
         '--algos', nargs='*', choices=ALGOS, default=list(ALGOS),
         help='distillation methods to run (the baseline always runs)')
     parser.add_argument(
-        '--data-root', default=osp.join('data', 'synthetic_cityscapes'),
-        help='where the data set is generated or found')
+        '--data-root',
+        default=osp.join(REPO_ROOT, 'data', 'synthetic_cityscapes'),
+        help='where the data set is generated or found (default: where the '
+        'demo configs look, data/synthetic_cityscapes of the repository)')
     parser.add_argument(
         '--skip-data', action='store_true',
         help='use the data set under --data-root as it is')
     parser.add_argument(
-        '--work-dir', default=osp.join('work_dirs', 'demo'),
-        help='one sub-directory per run, with its logs and checkpoints')
+        '--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'demo'),
+        help='one sub-directory per run, with its logs and checkpoints '
+        '(default: work_dirs/demo of the repository)')
     parser.add_argument(
         '--out', help='where results.md/json and predictions.png go '
         '(default: --work-dir)')
@@ -107,7 +105,8 @@ def prepare_data(root: str, quick: bool, skip: bool) -> None:
         f'{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} under {root}')
     info = generate_cityscapes(
         root, num_train=num_train, num_val=num_val, size=IMAGE_SIZE,
-        seed=DATA_SEED, progress=sys.stdout.isatty())
+        seed=DATA_SEED, progress=sys.stdout.isatty(),
+        workers=os.cpu_count() or 1)
     log('[data] reused the existing data set' if info['reused'] else
         f'[data] rendered {info["num_written"]} scenes')
 
@@ -155,7 +154,7 @@ def train(name: str, config: str, work_dir: str, options: List[str]) -> dict:
             if it % max(total // 6, 1) and it != total:
                 continue
             losses = dict(re.findall(r'(\S*loss\S*): ([-\d.e]+)', line))
-            shown = {k.replace('distill.', 'd.'): v for k, v in
+            shown = {k: v for k, v in
                      losses.items() if k == 'loss' or k.endswith('loss_ce')
                      or k.startswith('distill.decode')}
             log(f'[{name}] iter {it:4d}/{total}  ' +
@@ -179,114 +178,6 @@ def train(name: str, config: str, work_dir: str, options: List[str]) -> dict:
     return dict(name=name, config=config, checkpoint=checkpoint,
                 mIoU=metrics['mIoU'], mAcc=metrics['mAcc'],
                 aAcc=metrics['aAcc'], train_scalars=scalars)
-
-
-def evaluate_extras(runs: List[dict], data_root: str) -> Dict[str, dict]:
-    """Load every checkpoint as a plain MMSeg model (``init_model``): count
-    parameters, time ``inference_model`` and predict the figure's images."""
-    import cv2
-    import torch
-    from mmseg.apis import inference_model, init_model
-
-    val_imgs = sorted(glob.glob(osp.join(data_root, 'leftImg8bit', 'val',
-                                         '*', '*_leftImg8bit.png')))
-    # Evenly spaced, not picked: the figure shows typical cases.
-    step = max(len(val_imgs) // FIGURE_IMAGES, 1)
-    figure_imgs = [cv2.imread(p) for p in val_imgs[::step][:FIGURE_IMAGES]]
-    models = {}
-    for run in runs:
-        # Distilled checkpoints hold the student under plain keys, so they
-        # load into the baseline student's config.
-        config = osp.join(CONFIG_DIR, TEACHER_CONFIG if run['name'] ==
-                          'teacher' else STUDENT_CONFIG)
-        with contextlib.redirect_stdout(io.StringIO()):  # loading chatter
-            models[run['name']] = init_model(config, run['checkpoint'],
-                                             'cpu')
-    extras = {name: dict(times=[]) for name in models}
-    with torch.no_grad():
-        for name, model in models.items():
-            # Parameters used at inference (the auxiliary head only trains).
-            extras[name]['params_M'] = sum(
-                p.numel() for n, p in model.named_parameters()
-                if not n.startswith('auxiliary_head')) / 1e6
-            extras[name]['preds'] = [
-                inference_model(model, img).pred_sem_seg.data[0].numpy()
-                for img in figure_imgs]
-        # Round-robin, so that a load change on the machine hits all alike.
-        for _ in range(TIMING_ROUNDS):
-            for name, model in models.items():
-                tic = time.perf_counter()
-                inference_model(model, figure_imgs[0])
-                extras[name]['times'].append(time.perf_counter() - tic)
-    for name in extras:
-        extras[name]['ms_per_image'] = 1e3 * statistics.median(
-            extras[name].pop('times'))
-    extras['_images'] = figure_imgs
-    extras['_labels'] = [
-        cv2.imread(
-            p.replace(osp.join('leftImg8bit', 'val'),
-                      osp.join('gtFine', 'val')).replace(
-                          '_leftImg8bit.png', '_gtFine_labelTrainIds.png'),
-            cv2.IMREAD_GRAYSCALE) for p in val_imgs[::step][:FIGURE_IMAGES]
-    ]
-    return extras
-
-
-def draw_figure(path: str, extras: dict, runs: List[dict]) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from mmseg.datasets import CityscapesDataset
-
-    palette = np.zeros((256, 3), np.uint8)  # ignore (255) stays black
-    palette[:19] = CityscapesDataset.METAINFO['palette']
-    shown = [r for r in runs if r['name'] in ('teacher', 'student', 'gdkd')]
-    titles = ['image', 'ground truth'] + [
-        f'{LABELS[r["name"]]}\nmIoU {r["mIoU"]:.1f}' for r in shown]
-    rows = len(extras['_images'])
-    fig, axes = plt.subplots(
-        rows, len(titles), figsize=(2.6 * len(titles), 1.5 * rows + 0.5),
-        squeeze=False)
-    for i in range(rows):
-        cells = [extras['_images'][i][..., ::-1], palette[extras['_labels'][i]]
-                 ] + [palette[extras[r['name']]['preds'][i]] for r in shown]
-        for j, cell in enumerate(cells):
-            axes[i, j].imshow(cell, interpolation='nearest')
-            axes[i, j].axis('off')
-            if i == 0:
-                axes[i, j].set_title(titles[j], fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def write_results(out: str, runs: List[dict], meta: dict) -> str:
-    base = next(r for r in runs if r['name'] == 'student')
-    lines = [
-        f'Synthetic Cityscapes val ({meta["num_val"]} images, '
-        f'{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}), seed {meta["seed"]}, '
-        f'{meta["device"]}, {meta["wall_time_s"]} s in all.' +
-        (' --quick: a pipeline check, the numbers mean nothing.'
-         if meta['quick'] else ''), '',
-        '| model | mIoU | mAcc | Δ mIoU vs student | params (M) | '
-        'ms / image |', '|---|---|---|---|---|---|'
-    ]
-    for run in runs:
-        delta = ('' if run['name'] in ('teacher', 'student') else
-                 f'{run["mIoU"] - base["mIoU"]:+.2f}')
-        lines.append(f'| {LABELS[run["name"]]} | {run["mIoU"]:.2f} | '
-                     f'{run["mAcc"]:.2f} | {delta} | {run["params_M"]:.2f} | '
-                     f'{run["ms_per_image"]:.1f} |')
-    table = '\n'.join(lines) + '\n'
-    with open(osp.join(out, 'results.md'), 'w', encoding='utf-8') as f:
-        f.write('# mmgdkd demo results\n\n' + table)
-    keys = ('name', 'config', 'checkpoint', 'mIoU', 'mAcc', 'aAcc',
-            'params_M', 'ms_per_image', 'train_scalars')
-    with open(osp.join(out, 'results.json'), 'w', encoding='utf-8') as f:
-        json.dump(dict(meta, runs=[{k: r[k] for k in keys} for r in runs]),
-                  f, indent=2)
-    return table
 
 
 def main(args: Optional[List[str]] = None) -> None:
@@ -329,18 +220,26 @@ def main(args: Optional[List[str]] = None) -> None:
             student_opts + [f'model.teacher_ckpt={runs[0]["checkpoint"]}']))
 
     log('\n[eval] parameters, inference time, predictions')
+    from mmgdkd.analysis.demo_report import (draw_figure, evaluate_extras,
+                                             write_results)
+    for run in runs:
+        # Distilled checkpoints hold the student under plain keys, so they
+        # load into the baseline student's config.
+        run['eval_config'] = osp.join(
+            CONFIG_DIR,
+            TEACHER_CONFIG if run['name'] == 'teacher' else STUDENT_CONFIG)
     extras = evaluate_extras(runs, data_root)
     for run in runs:
         run.update(params_M=extras[run['name']]['params_M'],
                    ms_per_image=extras[run['name']]['ms_per_image'])
-    draw_figure(osp.join(out, 'predictions.png'), extras, runs)
+    draw_figure(osp.join(out, 'predictions.png'), extras, runs, LABELS)
     import torch
     num_val = len(glob.glob(osp.join(data_root, 'leftImg8bit', 'val', '*',
                                      '*.png')))
     meta = dict(seed=args.seed, quick=args.quick, num_val=num_val,
                 data_root=data_root, wall_time_s=round(time.time() - start),
                 device=f'CPU, {torch.get_num_threads()} threads')
-    table = write_results(out, runs, meta)
+    table = write_results(out, runs, meta, LABELS, IMAGE_SIZE)
     log('\n' + table)
     log(f'results: {osp.join(out, "results.md")}, results.json, '
         f'predictions.png ({meta["wall_time_s"]} s in all)')

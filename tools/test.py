@@ -7,7 +7,6 @@ teacher download). Same flags as MMSeg's ``tools/test.py``.
 """
 import argparse
 import os
-import os.path as osp
 
 import mmgdkd  # noqa: F401  (compat shims + registration, before the hosts)
 from mmengine.config import Config, DictAction
@@ -15,8 +14,11 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmgdkd.utils import (prepare_cpu_distributed, student_cfg,
+from mmgdkd.utils import (check_data_folders, default_work_dir,
+                          prepare_cpu_distributed, student_cfg,
                           teardown_distributed)
+from mmgdkd.utils.data_check import TEST_LOADERS
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,6 +69,7 @@ def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    silence_known_deprecations()
     args = parse_args()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -75,8 +78,7 @@ def main() -> None:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = default_work_dir(args.config)
     cfg.load_from = args.checkpoint
 
     if student_cfg(cfg):
@@ -98,6 +100,7 @@ def main() -> None:
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
 
+    check_data_folders(cfg, TEST_LOADERS)
     prepare_cpu_distributed(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

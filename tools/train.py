@@ -6,7 +6,6 @@ Same flags as MMSeg's and MMPretrain's ``tools/train.py``.
 import argparse
 import logging
 import os
-import os.path as osp
 
 import mmgdkd  # noqa: F401  (compat shims + registration, before the hosts)
 from mmengine.config import Config, DictAction
@@ -14,7 +13,12 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmgdkd.utils import prepare_cpu_distributed, teardown_distributed
+from mmgdkd.engine.checkpoint import find_resumable_checkpoint
+from mmgdkd.engine.resume import check_resume_setup
+from mmgdkd.utils import (check_data_folders, default_work_dir,
+                          prepare_cpu_distributed, teardown_distributed)
+from mmgdkd.utils.data_check import TRAIN_LOADERS
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,8 +29,15 @@ def parse_args() -> argparse.Namespace:
         '--resume',
         nargs='?',
         const='auto',
-        help='resume from the latest checkpoint in the work dir, or from '
-        'the given checkpoint')
+        help='resume from the newest intact checkpoint in the work dir '
+        '(damaged ones are skipped with a warning), or from the given '
+        'checkpoint')
+    parser.add_argument(
+        '--resume-any-setup',
+        action='store_true',
+        help='resume even if the checkpoint was written for another model '
+        'pair, teacher checkpoint or distillation loss setup (refused by '
+        'default)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -51,6 +62,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    silence_known_deprecations()
     args = parse_args()
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -60,8 +72,7 @@ def main() -> None:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = default_work_dir(args.config)
 
     if args.amp:
         if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
@@ -72,12 +83,17 @@ def main() -> None:
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # None: nothing to resume, a fresh start (as mmengine's auto-resume)
+        cfg.load_from = find_resumable_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get('resume') and cfg.get('load_from') and \
+            not args.resume_any_setup:
+        check_resume_setup(cfg, cfg.load_from)
 
+    check_data_folders(cfg, TRAIN_LOADERS)
     prepare_cpu_distributed(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

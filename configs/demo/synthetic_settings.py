@@ -4,9 +4,13 @@
 # differ from the real Cityscapes configs: 128x256 procedural street scenes
 # (mmgdkd.datasets.synthetic_cityscapes), models from scratch (no download),
 # plain BN, a few hundred CPU iterations.
+# The repository the demo runs in (through the links of an mmgdkd::
+# path too): data and the teacher are found from any working directory.
+__repo_root = __import__('os.path').path.realpath(
+    '{{ fileDirname }}/../..')
 __img_scale = (256, 128)  # (w, h): the generated images' size
 __crop_size = (128, 256)  # (h, w): the whole image
-__data_root = 'data/synthetic_cityscapes/'
+__data_root = f'{__repo_root}/data/synthetic_cityscapes/'
 __norm_cfg = dict(type='BN', requires_grad=True)
 __teacher_iters = 600
 
@@ -107,7 +111,8 @@ demo = dict(
     student_schedule=__schedule(iters=300, lr=0.02),
     # Where `make demo` leaves the teacher (tools/demo.py passes its actual
     # path with --cfg-options model.teacher_ckpt=...).
-    teacher_ckpt=f'work_dirs/demo/teacher/iter_{__teacher_iters}.pth',
+    teacher_ckpt=f'{__repo_root}/work_dirs/demo/teacher/'
+    f'iter_{__teacher_iters}.pth',
     env_cfg=dict(
         cudnn_benchmark=False,
         mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -2,7 +2,7 @@
 """Statistics of a teacher's softened predictive distribution.
 
 GDKD splits the classes of every row (a sample, or a pixel in
-segmentation) into the teacher's top-k and the rest (spec sections 2-4).
+segmentation) into the teacher's top-k and the rest (docs/losses.md, GDKDLoss).
 How much probability the top-k classes hold, and how that varies between
 rows and classes, decides which ``k`` makes sense and how strongly the
 "other" classes are weighted. This module turns teacher logits ``(R, C)``
@@ -52,7 +52,7 @@ def seg_rows(logits: Tensor,
     """Pixel rows of a segmentation logit map and their labels.
 
     The labels are nearest-resized to the logits' size (as the distillation
-    losses do, spec section 5) and pixels labelled ``ignore_index`` are
+    losses do, docs/losses.md) and pixels labelled ``ignore_index`` are
     dropped.
 
     Args:
@@ -201,7 +201,7 @@ def _ratio_rule_text(ratio: float, temperature: float, max_k: int) -> str:
     return (f'per row: sort softmax(logits / T) ascending, T={temperature:g}; '
             f'the first position j with p_(j) >= {ratio:g} * mean(p_(0..j)) '
             f'starts the top group, k = C - j (1 if none), capped at '
-            f'{max_k} (spec section 4, mmgdkd adaptive_k)')
+            f'{max_k} (GDKDLoss strategy=\'adaptive\', docs/losses.md)')
 
 
 class _Pass(NamedTuple):
@@ -453,8 +453,8 @@ def distribution_stats(logits: Tensor,
             k_mass='the suggested-k rule on the mean top-k mass of the rows '
             'of the class',
             k_ratio='the adaptive-k ratio rule on the mean softened '
-            'prediction of the rows of the class (spec section 4, '
-            'per-class k)'),
+            'prediction of the rows of the class (GDKDLoss '
+            'strategy="adaptive", per-class k)'),
     )
 
 

@@ -1,9 +1,8 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Data tooling: a procedural data set in the Cityscapes layout.
 
-The names are resolved lazily (PEP 562) so that
-``python -m mmgdkd.datasets.synthetic_cityscapes`` does not import its own
-module twice.
+The names are resolved lazily (PEP 562): ``import mmgdkd.datasets`` stays
+light, and the generator loads OpenCV only when it is used.
 """
 from typing import Any
 

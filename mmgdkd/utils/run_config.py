@@ -1,5 +1,6 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Config adjustments shared by ``tools/train.py`` and ``tools/test.py``."""
+import os.path as osp
 from typing import Any
 
 import torch
@@ -22,8 +23,24 @@ def materialize_distiller_cfg(cfg: Config) -> None:
     later passes (e.g. :func:`replace_sync_bn`) see every layer.
     """
     if is_distiller_cfg(cfg.model):
-        for role in ('student', 'teacher'):
-            cfg.model[role] = load_model_cfg(cfg.model[role])
+        cfg.model.student = load_model_cfg(cfg.model.student)
+        teacher = cfg.model.teacher
+        cfg.model.teacher = [load_model_cfg(t) for t in teacher] \
+            if isinstance(teacher, (list, tuple)) else load_model_cfg(teacher)
+
+
+def default_work_dir(config_path: str, root: str = './work_dirs') -> str:
+    """``work_dirs/<folder>/<name>`` for ``configs/<folder>/<name>.py``.
+
+    The GDKD, DKD and KD configs of one model pair share a file name; the
+    algorithm folder keeps their runs (and auto-resume) apart. A config
+    outside a ``configs/<folder>/`` tree gets ``work_dirs/<name>``.
+    """
+    name = osp.splitext(osp.basename(config_path))[0]
+    folder = osp.dirname(osp.abspath(config_path))
+    if osp.basename(osp.dirname(folder)) == 'configs':
+        return osp.join(root, osp.basename(folder), name)
+    return osp.join(root, name)
 
 
 def student_cfg(cfg: Config) -> bool:

@@ -20,7 +20,7 @@ import yaml
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from helpers import REPO_ROOT, untrained_teacher
+from helpers import REPO_ROOT, assert_distill_log_window, untrained_teacher
 from mmgdkd.models.distillers.utils import load_model_cfg
 
 ALGOS = ('gdkd', 'dkd', 'kd')
@@ -59,7 +59,8 @@ OTHER_PAIRS = {
     'resnet50_mobilenetv1_cub200': (('ResNet', 50), ('MobileNetV1', None),
                                     200, 0.0025, 100, [40, 80]),
 }
-# The authors' configs (ZaberKo/GDKD; spec section 7):
+# The authors' configs (ZaberKo/GDKD; docs/losses.md, "Reference
+# configurations"):
 # GDKD (w0, w1, w2, k, T, warm-up epochs); top-k
 GDKD_REFERENCE = {
     'resnet32x4_resnet8x4': (1, 2, 8, 5, 4, 20),
@@ -97,9 +98,12 @@ KD_REFERENCE = {'cifar100': (4, 0.1, 0.9), 'in1k': (1, 0.5, 0.5),
                 'tinyimagenet': (1, 0.5, 0.5), 'cub200': (1, 0.5, 0.5)}
 
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
+#: Teacher ensembles (a list of teachers): tested on their own below.
+ENSEMBLE_CONFIGS = ('gdkd/resnet50-resnet34_resnet18_in1k.py', )
 DISTILL_CONFIGS = sorted(
     p for algo in ALGOS + OTHER_ALGOS for ds in DATASETS
-    for p in glob.glob(osp.join(CONFIG_DIR, algo, f'*_{ds}.py')))
+    for p in glob.glob(osp.join(CONFIG_DIR, algo, f'*_{ds}.py'))
+    if osp.relpath(p, CONFIG_DIR) not in ENSEMBLE_CONFIGS)
 TEACHER_CONFIGS = sorted(
     glob.glob(osp.join(CONFIG_DIR, 'cifar_teachers', '*.py')) +
     glob.glob(osp.join(CONFIG_DIR, 'tl_teachers', '*.py')) +
@@ -202,6 +206,7 @@ def test_distill_config(path):
     assert cfg.default_scope == 'mmpretrain'
     assert 'mmgdkd' in cfg.custom_imports.imports
     assert cfg.model.type == 'ClsDistiller'
+    assert_distill_log_window(cfg)
     assert len(cfg.model.distill_losses) == 1
     if dataset == 'cifar100':
         teacher, student, lr = CIFAR_PAIRS[stem]
@@ -404,3 +409,33 @@ def test_dist_reference_hyper_parameters(path):
         2.0, 2.0, 4.0, 1.0)
     assert _ce_weight(cfg) == 1.0
     assert not cfg.model.get('warmup_epochs')
+
+
+def test_teacher_ensemble_config():
+    """ResNet-50 + ResNet-34 (MMPretrain zoo) -> ResNet-18, 'prob' mode."""
+    import mmpretrain
+    metafile = osp.join(
+        osp.dirname(mmpretrain.__file__), '.mim', 'configs', 'resnet',
+        'metafile.yml')
+    with open(metafile) as f:
+        models = {m['Name']: m for m in yaml.safe_load(f)['Models']}
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, ENSEMBLE_CONFIGS[0]))
+    assert cfg.model.teacher_ckpt == [
+        models['resnet50_8xb32_in1k']['Weights'],
+        models['resnet34_8xb32_in1k']['Weights']
+    ]
+    assert cfg.model.teacher_ensemble == 'prob'
+    assert cfg.train_cfg.max_epochs == 100
+    loss = cfg.model.distill_losses.loss_gdkd
+    # the authors' ImageNet R34 -> R18 hyper-parameters (spec section 7)
+    assert (loss.w0, loss.w1, loss.w2, loss.k, loss.temperature,
+            cfg.model.warmup_epochs) == GDKD_REFERENCE['resnet34_resnet18']
+    assert loss.ignore_index is None
+    untrained_teacher(cfg.model)
+    with pytest.warns(UserWarning, match='allow_untrained_teacher=True'):
+        model = build(runner_model_cfg(cfg))
+    assert [t.backbone.depth for t in model.teachers] == [50, 34]
+    assert model.student.backbone.depth == 18
+    assert model.num_classes(model.student) == 1000
+    for init in [t.init_cfg for t in model.teachers]:
+        assert 'Pretrained' not in str(init)

@@ -1,7 +1,8 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Every segmentation config parses and builds its model on CPU.
 
-No download: teacher_ckpt is dropped and the student's ImageNet init off.
+No download: teacher_ckpt is dropped and the student's ImageNet init off
+(pretrained weights are fetched by ``init_weights``, which is not called).
 """
 import glob
 import os.path as osp
@@ -10,47 +11,135 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from helpers import REPO_ROOT, untrained_teacher
+from helpers import REPO_ROOT, assert_distill_log_window, untrained_teacher
 
+SEG_DATASETS = ('cityscapes', 'ade20k', 'voc12aug')
+ALGOS = ('gdkd', 'dkd', 'kd', 'cwd')
+DIST_PAIRS = ('pspnet_r101_r18_cityscapes', 'deeplabv3_r101_r18_cityscapes')
+#: Teacher ensembles (a list of teachers): tested on their own below.
+ENSEMBLE_CONFIGS = ('gdkd/pspnet-deeplabv3_r101_pspnet_r18_cityscapes.py', )
 SEG_CONFIGS = sorted(
-    glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*cityscapes*.py')))
+    p for algo in ALGOS + ('dist', )
+    for p in glob.glob(osp.join(REPO_ROOT, 'configs', algo, '*.py'))
+    if osp.basename(p)[:-3].rsplit('_', 1)[-1] in SEG_DATASETS and
+    osp.relpath(p, osp.join(REPO_ROOT, 'configs')) not in ENSEMBLE_CONFIGS)
+STUDENT_CONFIGS = sorted(
+    glob.glob(osp.join(REPO_ROOT, 'configs', 'seg_students', '*.py')))
+
+R101 = ('ResNetV1c', 101)
+R18 = ('ResNetV1c', 18)
+#: pair -> (teacher (backbone, depth, decode head), student (...), classes,
+#:          dataset type, max_iters, crop, distilled taps)
+PAIRS = {
+    'pspnet_r101_r18_cityscapes':
+    (R101 + ('PSPHead', ), R18 + ('PSPHead', ), 19, 'CityscapesDataset',
+     80000, (512, 1024), {'decode', 'aux'}),
+    'deeplabv3_r101_r18_cityscapes':
+    (R101 + ('ASPPHead', ), R18 + ('ASPPHead', ), 19, 'CityscapesDataset',
+     80000, (512, 1024), {'decode', 'aux'}),
+    'deeplabv3_r101_mobilenetv2_cityscapes':
+    (R101 + ('ASPPHead', ), ('MobileNetV2', None, 'ASPPHead'), 19,
+     'CityscapesDataset', 80000, (512, 1024), {'decode'}),
+    'segformer_mit-b4_mit-b0_cityscapes':
+    (('MixVisionTransformer', None, 'SegformerHead'),
+     ('MixVisionTransformer', None, 'SegformerHead'), 19, 'CityscapesDataset',
+     160000, (1024, 1024), {'decode'}),
+    'deeplabv3_r101_pspnet_r18_cityscapes':
+    (R101 + ('ASPPHead', ), R18 + ('PSPHead', ), 19, 'CityscapesDataset',
+     80000, (512, 1024), {'decode', 'aux'}),
+    'pspnet_r101_r18_ade20k':
+    (R101 + ('PSPHead', ), R18 + ('PSPHead', ), 150, 'ADE20KDataset', 80000,
+     (512, 512), {'decode', 'aux'}),
+    'deeplabv3_r101_r18_ade20k':
+    (R101 + ('ASPPHead', ), R18 + ('ASPPHead', ), 150, 'ADE20KDataset',
+     80000, (512, 512), {'decode', 'aux'}),
+    'pspnet_r101_r18_voc12aug':
+    (R101 + ('PSPHead', ), R18 + ('PSPHead', ), 21, 'PascalVOCDataset',
+     40000, (512, 512), {'decode', 'aux'}),
+    'deeplabv3_r101_r18_voc12aug':
+    (R101 + ('ASPPHead', ), R18 + ('ASPPHead', ), 21, 'PascalVOCDataset',
+     40000, (512, 512), {'decode', 'aux'}),
+}
 
 
-def test_seg_configs_found():
+def test_every_pair_has_a_config_per_algorithm():
     names = {osp.relpath(p, REPO_ROOT) for p in SEG_CONFIGS}
-    assert 'configs/gdkd/pspnet_r101_r18_cityscapes.py' in names
-    for algo in ('gdkd', 'dkd', 'kd', 'cwd', 'dist'):
-        for pair in ('pspnet_r101_r18', 'deeplabv3_r101_r18'):
-            assert f'configs/{algo}/{pair}_cityscapes.py' in names
+    expected = {f'configs/{algo}/{pair}.py' for algo in ALGOS
+                for pair in PAIRS}
+    # DIST (the DIST_KD segmentation setting): the two original pairs
+    expected |= {f'configs/dist/{pair}.py' for pair in DIST_PAIRS}
+    assert names == expected
+
+
+def _check_model(model, spec, classes):
+    backbone, depth, head = spec
+    assert type(model.backbone).__name__ == backbone
+    if depth is not None:
+        assert model.backbone.depth == depth
+    assert type(model.decode_head).__name__ == head
+    assert model.decode_head.num_classes == classes
 
 
 @pytest.mark.parametrize('path', SEG_CONFIGS,
                          ids=lambda p: osp.relpath(p, REPO_ROOT))
 def test_config_builds(path):
     from mmseg.registry import MODELS
+    algo = osp.basename(osp.dirname(path))
+    pair = osp.basename(path)[:-3]
+    teacher, student, classes, dataset, iters, crop, taps = PAIRS[pair]
     cfg = Config.fromfile(path)
     assert cfg.model.type == 'SegDistiller'
-    assert cfg.model.teacher_ckpt.startswith('https://download.openmmlab')
-    assert cfg.train_cfg.max_iters == 80000
-    assert cfg.crop_size == (512, 1024)
+    assert_distill_log_window(cfg)
+    assert cfg.model.teacher_ckpt.startswith(
+        'https://download.openmmlab.com/mmsegmentation/')
+    assert cfg.train_cfg.max_iters == iters
+    assert cfg.crop_size == crop
+    train_set = cfg.train_dataloader.dataset
+    # VOC aug: MMSeg concatenates VOC 2012 train and the SBD aug set
+    parts = train_set.datasets if train_set.type == 'ConcatDataset' else \
+        [train_set]
+    assert {part.type for part in parts} == {dataset}
     assert len(cfg.model.distill_losses) == 1
     untrained_teacher(cfg.model)
     cfg.model.student.pretrained = None
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
-    assert model.teacher.backbone.depth == 101
-    assert model.student.backbone.depth == 18
+    _check_model(model.teacher, teacher, classes)
+    _check_model(model.student, student, classes)
     name, = model.distill_losses
     loss_type = cfg.model.distill_losses[name].type
     assert type(model.distill_losses[name]).__name__ == loss_type
+    decode_only = algo == 'cwd'
+    assert set(model.loss_heads[name]) == ({'decode'} if decode_only else
+                                           taps)
+
+
+@pytest.mark.parametrize('path', STUDENT_CONFIGS,
+                         ids=lambda p: osp.relpath(p, REPO_ROOT))
+def test_student_baseline_configs_build(path):
+    """The R18 students MMSeg has no config for: plain MMSeg configs."""
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(path)
+    assert cfg.model.pretrained == 'open-mmlab://resnet18_v1c'
+    cfg.model.pretrained = None
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    assert model.backbone.depth == 18
+    assert model.decode_head.in_channels == 512
+    assert model.auxiliary_head.in_channels == 256
+    classes = 150 if 'ade20k' in path else 21
+    assert model.decode_head.num_classes == classes
 
 
 def test_gdkd_reference_hyper_parameters():
+    for pair in PAIRS:
+        cfg = Config.fromfile(
+            osp.join(REPO_ROOT, f'configs/gdkd/{pair}.py'))
+        loss = cfg.model.distill_losses.loss_gdkd
+        assert (loss.k, loss.w0, loss.w1, loss.w2, loss.temperature,
+                loss.ignore_index) == (3, 1.0, 1.0, 2.0, 1.0, 255), pair
     cfg = Config.fromfile(
         osp.join(REPO_ROOT, 'configs/gdkd/pspnet_r101_r18_cityscapes.py'))
-    loss = cfg.model.distill_losses.loss_gdkd
-    assert (loss.k, loss.w0, loss.w1, loss.w2, loss.temperature) == \
-        (3, 1.0, 1.0, 2.0, 1.0)
     assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)
 
 
@@ -65,3 +154,35 @@ def test_dist_seg_gdkd_setting(pair):
     assert (loss.beta, loss.gamma, loss.temperature, loss.ignore_index,
             loss.loss_weight) == (1.0, 1.0, 1.0, None, 1.0)
     assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)
+
+
+def test_teacher_ensemble_config():
+    """PSPNet-R101 + DeepLabV3-R101 (MMSeg zoo) -> PSPNet-R18, 'prob' mode."""
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs', ENSEMBLE_CONFIGS[0]))
+    assert cfg.model.teacher_ckpt == [
+        'https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/'
+        'pspnet_r101-d8_512x1024_80k_cityscapes/'
+        'pspnet_r101-d8_512x1024_80k_cityscapes_20200606_112211-e1e1100f.pth',
+        'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/'
+        'deeplabv3_r101-d8_512x1024_80k_cityscapes/'
+        'deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899'
+        '.pth'
+    ]
+    assert cfg.train_cfg.max_iters == 80000
+    assert cfg.crop_size == (512, 1024)
+    loss = cfg.model.distill_losses.loss_gdkd
+    assert (loss.k, loss.w0, loss.w1, loss.w2, loss.temperature,
+            loss.ignore_index) == (3, 1.0, 1.0, 2.0, 1.0, 255)
+    untrained_teacher(cfg.model)
+    cfg.model.student.pretrained = None
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    teacher, student, classes = PAIRS['pspnet_r101_r18_cityscapes'][:3]
+    _check_model(model.teachers[0], teacher, classes)
+    _check_model(model.teachers[1], R101 + ('ASPPHead', ), classes)
+    _check_model(model.student, student, classes)
+    assert model.teacher_weights == (0.5, 0.5)
+    assert model.teacher_ensemble == 'prob'
+    assert model.loss_heads['loss_gdkd'] == dict(decode=1.0, aux=0.4)

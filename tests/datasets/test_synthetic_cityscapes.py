@@ -237,3 +237,19 @@ def test_mmseg_cityscapes_dataset_reads_tree(tree):
     assert loaded['gt_seg_map'].shape == SIZE
     assert set(np.unique(loaded['gt_seg_map']).tolist()) <= (
         set(range(19)) | {255})
+
+
+def test_parallel_workers_write_the_same_files(tmp_path):
+    one, two = str(tmp_path / 'one'), str(tmp_path / 'two')
+    generate_cityscapes(one, num_train=3, num_val=2, size=(32, 64), seed=4)
+    info = generate_cityscapes(two, num_train=3, num_val=2, size=(32, 64),
+                               seed=4, workers=2)
+    assert info['num_written'] == 5
+    names = sorted(
+        osp.relpath(osp.join(d, n), one) for d, _, files in os.walk(one)
+        for n in files if n.endswith('.png'))
+    assert len(names) == 10
+    for name in names:
+        with open(osp.join(one, name), 'rb') as a, \
+                open(osp.join(two, name), 'rb') as b:
+            assert a.read() == b.read(), name

@@ -13,82 +13,25 @@ import os.path as osp
 import re
 import subprocess
 
-import numpy as np
 import pytest
 import torch
-from mmengine.registry import DefaultScope
 
-from helpers import REPO_ROOT, write_config
+from helpers import (REPO_ROOT, make_cifar_folder, save_cifar_teacher,
+                     tiny_cls_overrides, write_config)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'gdkd',
                   'resnet32x4_resnet8x4_cifar100.py')
-NUM_FOLDERS = 3  # classes present in the tiny data (labels 0..2 of 100)
 
 
 @pytest.fixture(scope='module')
 def cifar_folder(tmp_path_factory) -> str:
-    """train: 4 images per class, test: 2 per class, 32x32 PNG."""
-    import mmcv
-    root = tmp_path_factory.mktemp('cifar_folder')
-    rng = np.random.default_rng(0)
-    for split, per_class in (('train', 4), ('test', 2)):
-        for label in range(NUM_FOLDERS):
-            for i in range(per_class):
-                img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                img[..., label] //= 2  # a little class signal
-                mmcv.imwrite(img, str(root / split / f'class{label}' /
-                                      f'{i}.png'))
-    return str(root)
+    return make_cifar_folder(str(tmp_path_factory.mktemp('cifar_folder')))
 
 
 @pytest.fixture(scope='module')
 def teacher_ckpt(tmp_path_factory) -> str:
-    from mmpretrain.registry import MODELS
-
-    from mmgdkd.models.distillers.utils import load_model_cfg
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        teacher = MODELS.build(
-            load_model_cfg(
-                osp.join(REPO_ROOT, 'configs', '_base_', 'models',
-                         'cifar_resnet32x4.py')))
-    path = str(tmp_path_factory.mktemp('teacher') / 'resnet32x4.pth')
-    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
-    return path
-
-
-def tiny_overrides(data_root: str, teacher_ckpt: str) -> dict:
-    def loader(split, pipeline, shuffle):
-        return dict(
-            batch_size=4,
-            num_workers=0,
-            persistent_workers=False,
-            sampler=dict(type='DefaultSampler', shuffle=shuffle),
-            dataset=dict(
-                _delete_=True,
-                type='CustomDataset',
-                data_root=data_root,
-                data_prefix=split,
-                with_label=True,
-                pipeline=[dict(type='LoadImageFromFile')] + pipeline))
-
-    train_pipeline = [
-        dict(type='RandomCrop', crop_size=32, padding=4),
-        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-        dict(type='PackInputs'),
-    ]
-    test_pipeline = [dict(type='PackInputs')]
-    return dict(
-        model=dict(teacher_ckpt=teacher_ckpt),
-        train_dataloader=loader('train', train_pipeline, True),
-        val_dataloader=loader('test', test_pipeline, False),
-        test_dataloader=loader('test', test_pipeline, False),
-        train_cfg=dict(max_epochs=2, val_interval=1),
-        default_hooks=dict(
-            logger=dict(type='LoggerHook', interval=1),
-            checkpoint=dict(type='CheckpointHook', interval=1)),
-        randomness=dict(seed=0),
-    )
+    return save_cifar_teacher(
+        str(tmp_path_factory.mktemp('teacher') / 'resnet32x4.pth'))
 
 
 def run(tool, args, env, python_exe):
@@ -105,7 +48,7 @@ def test_train_resume_test(cifar_folder, teacher_ckpt, tmp_path, python_env,
                            python_exe):
     config = write_config(
         str(tmp_path / 'gdkd_tiny.py'), CONFIG,
-        **tiny_overrides(cifar_folder, teacher_ckpt))
+        **tiny_cls_overrides(cifar_folder, teacher_ckpt))
     work_dir = str(tmp_path / 'work')
 
     log = run('train.py', [config, '--work-dir', work_dir], python_env,

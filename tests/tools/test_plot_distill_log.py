@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO_ROOT
+from mmgdkd.analysis import distill_log
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'plot_distill_log.py')
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -94,9 +95,9 @@ def test_one_gdkd_run(tmp_path, tool):
     out = tool.main([str(run)])
     assert out == osp.join(str(run), 'distill_log.png')
     assert_png(out)
-    log = tool.load_run(str(run))
+    log = distill_log.load_run(str(run))
     assert log.label == 'gdkd' and log.val_unit == 'iteration'
-    panels = panels_by_title(tool.auto_panels([log]))
+    panels = panels_by_title(distill_log.auto_panels([log]))
     assert list(panels) == [
         'student task loss: decode.loss_ce', 'student task loss: aux.loss_ce',
         'total loss (task + distillation)', 'distillation loss (decode head)',
@@ -133,9 +134,9 @@ def test_several_runs_with_a_plain_run(tmp_path, tool, capsys):
     assert_png(out)
     assert 'baseline: 1 log file(s), iterations 1-6' in capsys.readouterr(
     ).out
-    runs = [tool.load_run(str(d), label) for d, label in
+    runs = [distill_log.load_run(str(d), label) for d, label in
             ((gdkd, 'GDKD'), (kd, 'KD'), (plain, 'baseline'))]
-    panels = panels_by_title(tool.auto_panels(runs))
+    panels = panels_by_title(distill_log.auto_panels(runs))
     # the student's task loss of distilled and plain runs share a panel
     task = panels['student task loss: decode.loss_ce']
     assert [line.run for line in task.lines] == [0, 1, 2]
@@ -150,7 +151,7 @@ def test_several_runs_with_a_plain_run(tmp_path, tool, capsys):
     assert [line.run for line in panels[
         'total loss (task + distillation)'].lines] == [0, 1]
     # --smooth: moving average over the logged points
-    smoothed = tool.auto_panels(runs, smooth=2)
+    smoothed = distill_log.auto_panels(runs, smooth=2)
     y = panels_by_title(smoothed)['student task loss: decode.loss_ce'].lines[
         2].y
     raw = 2.0 / np.arange(1, 7)
@@ -162,7 +163,7 @@ def test_plain_mmseg_run(tmp_path, tool):
     write_log(run, '20240101_000000', plain_seg_records(range(1, 7)))
     out = tool.main([str(run), '--out', str(tmp_path / 'plain.png')])
     assert_png(out)
-    panels = tool.auto_panels([tool.load_run(str(run))])
+    panels = distill_log.auto_panels([distill_log.load_run(str(run))])
     assert [p.title for p in panels] == [
         'student task loss: decode.loss_ce', 'student task loss: aux.loss_ce',
         'validation mIoU'
@@ -175,7 +176,7 @@ def test_resumed_run_merges_timestamp_dirs(tmp_path, tool):
     # the resumed session re-logs 4 and goes on to 6
     write_log(run, '20240101_000000', gdkd_records(range(1, 5)))
     write_log(run, '20240102_000000', gdkd_records(range(4, 7), offset=1.0))
-    log = tool.load_run(str(run))
+    log = distill_log.load_run(str(run))
     assert len(log.files) == 2
     assert [it for it, _ in log.train] == [1, 2, 3, 4, 5, 6]
     by_iter = dict(log.train)
@@ -183,13 +184,13 @@ def test_resumed_run_merges_timestamp_dirs(tmp_path, tool):
     assert by_iter[4]['loss'] == pytest.approx(2.0 / 4 + 1.0)  # later wins
     assert [step for step, _ in log.val] == [3, 6]
     assert dict(log.val)[6]['mIoU'] == 61.0
-    latest = tool.load_run(str(run), latest=True)
+    latest = distill_log.load_run(str(run), latest=True)
     assert [it for it, _ in latest.train] == [4, 5, 6]
     out = tool.main([str(run)])
     assert_png(out)
     # a timestamp dir without scalars (e.g. a test run) is skipped
     os.makedirs(run / '20240103_000000' / 'vis_data')
-    assert len(tool.load_run(str(run)).files) == 2
+    assert len(distill_log.load_run(str(run)).files) == 2
 
 
 def test_by_epoch_classification_runs(tmp_path, tool):
@@ -212,9 +213,10 @@ def test_by_epoch_classification_runs(tmp_path, tool):
                 records.append(rec)
             records.append({'accuracy/top1': 10.0 * epoch, 'step': epoch})
         write_log(run, '20240101_000000', records)
-    runs = [tool.load_run(str(plain)), tool.load_run(str(distilled))]
+    runs = [distill_log.load_run(str(plain)),
+            distill_log.load_run(str(distilled))]
     assert [r.val_unit for r in runs] == ['epoch', 'epoch']
-    panels = panels_by_title(tool.auto_panels(runs))
+    panels = panels_by_title(distill_log.auto_panels(runs))
     task = panels['student task loss: loss']
     assert [line.run for line in task.lines] == [0, 1]
     assert task.lines[1].y == pytest.approx(3.0 / np.array([5, 10, 15, 20]))
@@ -228,14 +230,14 @@ def test_by_epoch_classification_runs(tmp_path, tool):
 def test_keys_patterns(tmp_path, tool):
     run = tmp_path / 'gdkd'
     write_log(run, '20240101_000000', gdkd_records(range(1, 7)))
-    log = tool.load_run(str(run))
-    panels = tool.key_panels([log], ['distill.decode.gdkd_*', 'mIoU'])
+    log = distill_log.load_run(str(run))
+    panels = distill_log.key_panels([log], ['distill.decode.gdkd_*', 'mIoU'])
     assert [p.title for p in panels] == ['distill.decode.gdkd_*', 'mIoU']
     assert [line.name for line in panels[0].lines] == [
         f'distill.decode.gdkd_{part}' for part in PARTS]
     assert panels[1].lines[0].x.tolist() == [3, 6]
     with pytest.warns(UserWarning, match='nothing'):
-        assert tool.key_panels([log], ['nothing*']) == []
+        assert distill_log.key_panels([log], ['nothing*']) == []
     assert_png(tool.main([str(run), '--keys', 'distill.*.loss_*', '--logy',
                           '--out', str(tmp_path / 'keys.png')]))
 
@@ -254,14 +256,14 @@ def test_reading_errors(tmp_path, tool):
     with open(path, 'a') as f:
         f.write('{"lr": 0.01, "loss": 0.')
     with pytest.warns(UserWarning, match='incomplete last line'):
-        log = tool.load_run(str(tmp_path / 'live'))
+        log = distill_log.load_run(str(tmp_path / 'live'))
     assert len(log.train) == 3
     # a broken line in the middle is an error naming file and line
     with open(path, 'w') as f:
         f.write('{"iter": 1, "loss": 1.0, "step": 1}\nnot json\n'
                 '{"iter": 2, "loss": 1.0, "step": 2}\n')
     with pytest.raises(ValueError, match=r'scalars\.json, line 2'):
-        tool.load_run(str(tmp_path / 'live'))
+        distill_log.load_run(str(tmp_path / 'live'))
     with pytest.raises(SystemExit):
         tool.parse_args([str(empty), '--labels', 'a', 'b'])
 

@@ -1,5 +1,5 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
-"""tools/analysis/teacher_distribution.py and mmgdkd.analysis.
+"""tools/analysis/teacher_distribution.py and mmgdkd.analysis (its logic).
 
 The statistics are checked against values computed by hand from teacher
 distributions chosen so that every number is known: three probability
@@ -19,7 +19,6 @@ Adaptive k, A ascending .03 .04 .08 .23 .62: ratios .04/.035, .08/.05,
 (.33/3) = 2.8 at j = 2, k = 3. C: .01 .02 .03 .03 .91: the jump is the
 last, j = 4, k = 1.
 """
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -32,9 +31,10 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 
 from helpers import (PSPNET_R18, REPO_ROOT, build_segmentor,
-                      tiny_seg_overrides, tiny_segmentor, write_config)
-from mmgdkd.analysis import (RowReservoir, distribution_stats,
-                             format_summary, seg_rows, smallest_k_reaching)
+                     tiny_seg_overrides, tiny_segmentor, write_config)
+from mmgdkd.analysis import (RowReservoir, distribution_plots,
+                             distribution_stats, format_summary, seg_rows,
+                             smallest_k_reaching, teacher_rows)
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'teacher_distribution.py')
 GDKD_CONFIG = osp.join(REPO_ROOT, 'configs', 'gdkd',
@@ -49,14 +49,6 @@ C = [0.03, 0.03, 0.02, 0.01, 0.91]
 CUM = {'A': [.62, .85, .93, .97, 1.], 'B': [.34, .67, .98, .99, 1.],
        'C': [.91, .94, .97, .99, 1.]}
 NAMES = ['c0', 'c1', 'c2', 'c3', 'c4']
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('teacher_distribution',
-                                                  TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def logits_of(*dists):
@@ -238,24 +230,23 @@ def seg_batch(label_blocks, size=(16, 24)):
 
 def test_tool_on_fixed_logit_segmentor(tmp_path):
     from mmseg.models import SegDataPreProcessor
-    tool = load_tool()
     # logit map 2x3: [[A, B, C], [A, C, C]]
     grid = logits_of(A, B, C, A, C, C).t().reshape(1, 5, 2, 3)
     model = fixed_logit_segmentor(grid)
-    teacher = tool.Teacher(model, SegDataPreProcessor(), 'mmseg', 'seg',
-                           'none.pth', 'stub', 255)
+    teacher = teacher_rows.Teacher(model, SegDataPreProcessor(), 'mmseg',
+                                   'seg', 'none.pth', 'stub', 255)
     # image 1: A/0 B/2 C/4 A/1 C/ignored C/4; image 2: only the last pixel
     # (C, label 0) is valid
     loader = [seg_batch([[[0, 2, 4], [1, 255, 4]]]),
               seg_batch([[[255, 255, 255], [255, 255, 0]]])]
     reservoir = RowReservoir(100)
-    samples, num_classes = tool.collect_rows(teacher, loader, reservoir,
-                                             progress=False)
+    samples, num_classes = teacher_rows.collect_rows(
+        teacher, loader, reservoir, progress=False)
     assert (samples, num_classes, reservoir.seen) == (2, 5, 6)
     stats = distribution_stats(reservoir.logits, reservoir.labels,
                                mass_threshold=0.9, num_bins=10,
                                class_names=NAMES, rows_seen=reservoir.seen)
-    tool.write_outputs(stats, str(tmp_path))
+    distribution_plots.write_outputs(stats, str(tmp_path))
     with open(tmp_path / 'stats.json') as f:
         saved = json.load(f)
     # rows A0 B2 C4 A1 C4 C0: top-1 .62 .34 .91 .62 .91 .91
@@ -279,26 +270,25 @@ def test_tool_on_fixed_logit_segmentor(tmp_path):
     assert per[4] == approx(dict(
         index=4, name='c4', rows=2, accuracy=1.0, mean_top1=.91,
         mean_topk_mass=.97, k_mass=1, k_ratio=1))  # .91 >= 0.9 at k = 1
-    for name in tool.FIGURES.values():
+    for name in distribution_plots.FIGURES.values():
         with open(tmp_path / name, 'rb') as f:
             assert f.read(8) == PNG_SIGNATURE
-    assert saved['figures'] == tool.FIGURES
+    assert saved['figures'] == distribution_plots.FIGURES
 
     # --max-samples stops after the first image; a 3-row reservoir keeps 3
     reservoir = RowReservoir(3, seed=0)
-    samples, _ = tool.collect_rows(teacher, loader, reservoir, max_samples=1,
-                                   progress=False)
+    samples, _ = teacher_rows.collect_rows(
+        teacher, loader, reservoir, max_samples=1, progress=False)
     assert (samples, reservoir.seen, len(reservoir)) == (1, 5, 3)
 
 
 def test_seg_labels_follow_img_shape_and_padding():
     from mmseg.structures import SegDataSample
-    tool = load_tool()
     sample = SegDataSample(metainfo=dict(img_shape=(4, 6)))
     # loaded after Resize: the original (2, 3) map is resized to img_shape
     sample.gt_sem_seg = PixelData(data=torch.tensor([[[0, 1, 2],
                                                       [3, 4, 5]]]))
-    labels = tool.seg_labels([sample], (6, 8), ignore_index=255)
+    labels = teacher_rows.seg_labels([sample], (6, 8), ignore_index=255)
     assert labels.shape == (1, 6, 8)
     assert labels[0, :4, :6].tolist() == torch.tensor(
         [[0, 1, 2], [3, 4, 5]]).repeat_interleave(2, 0).repeat_interleave(
@@ -312,7 +302,6 @@ def test_tool_on_fixed_logit_classifier():
     from mmpretrain.structures import DataSample
 
     from mmgdkd.models.distillers.utils import load_model_cfg
-    tool = load_tool()
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(load_model_cfg(osp.join(
             REPO_ROOT, 'configs', '_base_', 'models',
@@ -320,13 +309,14 @@ def test_tool_on_fixed_logit_classifier():
     table = logits_of(A, B, C)
     model.extract_feat = lambda inputs: inputs
     model.head.forward = lambda feats: table[:feats.shape[0]]
-    teacher = tool.Teacher(model, ClsDataPreprocessor(), 'mmpretrain', 'cls',
-                           'none.pth', 'stub', None)
+    teacher = teacher_rows.Teacher(model, ClsDataPreprocessor(),
+                                   'mmpretrain', 'cls', 'none.pth', 'stub',
+                                   None)
     batch = dict(inputs=[torch.zeros(3, 8, 8, dtype=torch.uint8)] * 3,
                  data_samples=[DataSample().set_gt_label(i)
                                for i in (0, 2, 4)])
     reservoir = RowReservoir(10)
-    tool.collect_rows(teacher, [batch], reservoir, progress=False)
+    teacher_rows.collect_rows(teacher, [batch], reservoir, progress=False)
     assert reservoir.labels.tolist() == [0, 2, 4]
     stats = distribution_stats(reservoir.logits, reservoir.labels)
     assert stats['accuracy'] == approx(2 / 3)  # B (label 2) is wrong
@@ -337,7 +327,6 @@ def test_tool_on_fixed_logit_classifier():
 # Building the teacher: errors and the classification path
 # ---------------------------------------------------------------------------
 def test_build_teacher_errors(tmp_path, cityscapes_root):
-    tool = load_tool()
     distill = write_config(
         str(tmp_path / 'gdkd_no_ckpt.py'), GDKD_CONFIG,
         model=dict(student=tiny_segmentor(),
@@ -346,32 +335,31 @@ def test_build_teacher_errors(tmp_path, cityscapes_root):
         **tiny_seg_overrides(cityscapes_root))
     with pytest.raises(ValueError,
                        match=r'teacher_ckpt is None.*--checkpoint'):
-        tool.build_teacher(Config.fromfile(distill), distill)
+        teacher_rows.build_teacher(Config.fromfile(distill), distill)
     missing = str(tmp_path / 'nowhere.pth')
     with pytest.raises(FileNotFoundError, match='nowhere.pth'):
-        tool.build_teacher(Config.fromfile(distill), distill, missing)
+        teacher_rows.build_teacher(Config.fromfile(distill), distill, missing)
     plain = write_config(str(tmp_path / 'plain.py'), PSPNET_R18,
                          model=tiny_segmentor())
     with pytest.raises(ValueError, match=r'plain\.py.*plain model config.*'
                        r'--checkpoint'):
-        tool.build_teacher(Config.fromfile(plain), plain)
+        teacher_rows.build_teacher(Config.fromfile(plain), plain)
     cfg = Config.fromfile(distill)
     cfg.test_dataloader = None
     with pytest.raises(ValueError, match='no test_dataloader'):
-        tool.build_loader(cfg, 'test', 0, False)
+        teacher_rows.build_loader(cfg, 'test', 0, False)
 
 
 def test_build_teacher_of_a_cls_distiller(tmp_path):
     from mmpretrain.registry import MODELS
 
     from mmgdkd.models.distillers.utils import load_model_cfg
-    tool = load_tool()
     cfg = Config.fromfile(CIFAR_GDKD_CONFIG)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         teacher = MODELS.build(load_model_cfg(cfg.model.teacher))
     ckpt = str(tmp_path / 'resnet32x4.pth')
     torch.save({'state_dict': teacher.state_dict()}, ckpt)
-    built = tool.build_teacher(cfg, CIFAR_GDKD_CONFIG, ckpt)
+    built = teacher_rows.build_teacher(cfg, CIFAR_GDKD_CONFIG, ckpt)
     assert (built.scope, built.task, built.checkpoint) == ('mmpretrain',
                                                            'cls', ckpt)
     assert type(built.data_preprocessor).__name__ == 'ClsDataPreprocessor'
@@ -379,9 +367,10 @@ def test_build_teacher_of_a_cls_distiller(tmp_path):
     batch = built.data_preprocessor(
         dict(inputs=[torch.zeros(3, 32, 32, dtype=torch.uint8)]), False)
     with torch.no_grad():
-        logits = tool.teacher_logits(built.model, 'cls', batch['inputs'])
+        logits = teacher_rows.teacher_logits(built.model, 'cls',
+                                             batch['inputs'])
     assert logits.shape == (1, 100)
-    assert tool.distill_loss_settings(cfg) == (4.0, 5, 'loss_gdkd')
+    assert teacher_rows.distill_loss_settings(cfg) == (4.0, 5, 'loss_gdkd')
 
 
 # ---------------------------------------------------------------------------
@@ -441,3 +430,18 @@ def test_tool_end_to_end(tmp_path, cityscapes_root, python_env, python_exe):
             assert f.read(8) == PNG_SIGNATURE
         image = plt.imread(str(path))
         assert image.ndim == 3 and min(image.shape[:2]) > 200
+
+
+def test_build_teacher_of_an_ensemble_picks_one(tmp_path):
+    from mmgdkd.analysis.teacher_rows import build_teacher, select_teacher
+    config = osp.join(REPO_ROOT, 'configs', 'gdkd',
+                      'resnet50-resnet34_resnet18_in1k.py')
+    cfg = Config.fromfile(config)
+    with pytest.raises(ValueError, match=r'ensemble of 2 teachers: choose '
+                       r'one with --teacher-index 1\.\.2 \(got None\)'):
+        build_teacher(cfg, config)
+    spec, ckpt = select_teacher(cfg, config, 2)
+    assert spec.cfg_path == 'mmpretrain::resnet/resnet34_8xb32_in1k.py'
+    assert ckpt == cfg.model.teacher_ckpt[1]
+    with pytest.raises(ValueError, match=r'\(got 3\)'):
+        select_teacher(cfg, config, 3)

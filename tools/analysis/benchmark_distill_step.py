@@ -33,6 +33,7 @@ from typing import Callable, Dict, List
 import torch
 
 import mmgdkd  # noqa: F401
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 from mmengine.config import Config, DictAction
 from mmgdkd.models.losses import native_status
 from mmengine.registry import init_default_scope
@@ -94,6 +95,7 @@ def timed(fn: Callable[[], None], device: str) -> float:
 
 
 def main() -> None:
+    silence_known_deprecations()
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 
 import mmgdkd  # noqa: F401  (registers the losses)
 from mmgdkd.models.losses import GDKDLoss, KDLoss, native_status
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 CASES = {
     'city': dict(shape=(8, 19, 128, 256), k=3, w=(1.0, 1.0, 2.0), T=1.0),
@@ -229,6 +230,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    silence_known_deprecations()
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

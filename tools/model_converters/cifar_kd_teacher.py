@@ -34,7 +34,8 @@ from typing import Dict, Optional
 
 import torch
 
-from mmgdkd.compat import load_local_checkpoint
+from mmgdkd.engine.checkpoint import load_local_checkpoint
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 #: Reference classifier prefixes, in the order they are tried.
 CLASSIFIER_PREFIXES = ('fc.', 'linear.', 'classifier.0.', 'classifier.')
@@ -145,6 +146,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    silence_known_deprecations()
     args = parse_args()
     if args.allow_pickle:
         checkpoint = torch.load(

@@ -16,7 +16,8 @@ from collections import OrderedDict
 
 import torch
 
-from mmgdkd.compat import load_local_checkpoint
+from mmgdkd.engine.checkpoint import load_local_checkpoint
+from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 STUDENT_PREFIXES = ('student.', 'architecture.')
 TEACHER_PREFIXES = ('teacher.', )
@@ -46,6 +47,7 @@ def extract_student(state_dict: dict,
 
 
 def main() -> None:
+    silence_known_deprecations()
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='distillation checkpoint')
     parser.add_argument('dst', help='output student checkpoint')

@@ -19,3 +19,9 @@ model = dict(
     'deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899.pth',
     head_weights=dict(decode=1.0, aux=0.4),
     distill_losses=dict())
+# distill.* terms and GDKD components averaged over the logging window like
+# the losses, so the printed components add up to the printed loss; the
+# warm-up factor stays the current value (docs/losses.md, "In the training
+# log")
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm).*'
+                     r'|^distill\.(?!warmup_factor$)')

@@ -21,3 +21,9 @@ model = dict(
         backbone=dict(init_cfg=None)),
     teacher_ckpt='checkpoints/tl_teachers/resnet34_cub200.pth',
     distill_losses=dict())
+# distill.* terms and GDKD components averaged over the logging window like
+# the losses, so the printed components add up to the printed loss; the
+# warm-up factor stays the current value (docs/losses.md, "In the training
+# log")
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm).*'
+                     r'|^distill\.(?!warmup_factor$)')

@@ -22,3 +22,9 @@ model = dict(
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/'
     'resnet50_8xb32_in1k_20210831-ea4938fc.pth',
     distill_losses=dict())
+# distill.* terms and GDKD components averaged over the logging window like
+# the losses, so the printed components add up to the printed loss; the
+# warm-up factor stays the current value (docs/losses.md, "In the training
+# log")
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm).*'
+                     r'|^distill\.(?!warmup_factor$)')

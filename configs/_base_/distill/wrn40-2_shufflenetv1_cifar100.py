@@ -19,3 +19,9 @@ model = dict(
 # the authors' (and CRD's) learning rate for the ShuffleNet / MobileNet
 # students
 optim_wrapper = dict(optimizer=dict(lr=0.01))
+# distill.* terms and GDKD components averaged over the logging window like
+# the losses, so the printed components add up to the printed loss; the
+# warm-up factor stays the current value (docs/losses.md, "In the training
+# log")
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm).*'
+                     r'|^distill\.(?!warmup_factor$)')

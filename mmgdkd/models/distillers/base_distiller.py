@@ -10,7 +10,7 @@ training (``predict``/``tensor`` modes, checkpoints) is the student alone.
 import contextlib
 import warnings
 from abc import abstractmethod
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,9 @@ from mmengine.registry import DefaultScope, Registry
 from torch import Tensor
 
 from .checks import check_losses_fit_classes, check_teacher_weights
+from .state_dict_hooks import (route_loaded_keys_hook,
+                               student_state_dict_hook)
+from .teacher_ensemble import TeacherEnsemble, expand_teachers, teacher_label
 from .utils import ModelSpec, load_model_cfg, load_teacher_checkpoint
 
 # teacher_autocast choices: None = the ambient autocast ('inherit'),
@@ -30,21 +33,30 @@ _AUTOCAST_DTYPES = {
     'float16': torch.float16,
     'bfloat16': torch.bfloat16
 }
-_STUDENT = 'student.'
-_TEACHER = 'teacher.'
 
 
 class BaseDistiller(BaseModel):
-    """Frozen teacher + trainable student, distilled on head logits.
+    """Frozen teacher(s) + trainable student, distilled on head logits.
 
     Args:
         student: The student model: a config dict, a config path
             (``'mmseg::...'``) or ``dict(cfg_path=..., **overrides)``.
-        teacher: The teacher model, in the same forms.
+        teacher: The teacher model, in the same forms, or a list of them: an
+            ensemble of teachers (any architectures and output strides, the
+            student's class count), run one after another.
         teacher_ckpt: Path or URL of the trained teacher's checkpoint, loaded
-            strictly on CPU at build time. ``None`` needs a teacher config
-            with a whole-model ``Pretrained`` init_cfg, or
+            strictly on CPU at build time; a list of the same length for an
+            ensemble. ``None`` (for a teacher, or for all) needs a teacher
+            config with a whole-model ``Pretrained`` init_cfg, or
             ``allow_untrained_teacher=True``.
+        teacher_weights: Ensemble weights, one positive number per teacher,
+            normalised to sum to 1; ``None`` weighs the teachers equally.
+        teacher_ensemble: How an ensemble teaches. ``'prob'``: each loss
+            sees one teacher whose class distribution at the loss's
+            temperature is the weighted mean of the teachers' (spec section
+            10; needs losses with a class softmax, so not CWD). ``'loss'``:
+            the weighted sum of the per-teacher losses, each teacher's term
+            also logged as ``distill.<tap>.teacher<i>.<name>``.
         distill_losses: ``{name: loss_cfg}``. Each name must start with
             ``'loss_'`` (mmengine sums keys containing ``loss``). A loss cfg
             may carry ``heads={tap: weight}`` to override ``head_weights``.
@@ -82,8 +94,10 @@ class BaseDistiller(BaseModel):
 
     def __init__(self,
                  student: ModelSpec,
-                 teacher: ModelSpec,
-                 teacher_ckpt: Optional[str] = None,
+                 teacher: Union[ModelSpec, List[ModelSpec]],
+                 teacher_ckpt: Union[str, None, List[Optional[str]]] = None,
+                 teacher_weights: Optional[Sequence[float]] = None,
+                 teacher_ensemble: str = 'prob',
                  distill_losses: Optional[dict] = None,
                  head_weights: Optional[Dict[str, float]] = None,
                  warmup_iters: int = 0,
@@ -93,18 +107,32 @@ class BaseDistiller(BaseModel):
                  allow_untrained_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        teacher_specs, teacher_ckpts, weights = expand_teachers(
+            teacher, teacher_ckpt, teacher_weights)
+        ensemble = TeacherEnsemble(weights, teacher_ensemble)
         student_cfg = load_model_cfg(student)
-        teacher_cfg = load_model_cfg(teacher)
+        teacher_cfgs = [load_model_cfg(spec) for spec in teacher_specs]
         if data_preprocessor is None:
             data_preprocessor = student_cfg.get('data_preprocessor')
         else:
             self._check_same_preprocessor(data_preprocessor,
                                           student_cfg.get('data_preprocessor'))
-        self._check_preprocessors(student_cfg.get('data_preprocessor'),
-                                  teacher_cfg.get('data_preprocessor'))
-        teacher_init_weights = check_teacher_weights(
-            teacher_cfg, teacher_ckpt, allow_untrained_teacher,
-            self.pretrained_is_whole_model)
+        num_teachers = len(teacher_cfgs)
+        teacher_init_weights = []
+        for index, (teacher_cfg, ckpt) in enumerate(
+                zip(teacher_cfgs, teacher_ckpts)):
+            self._check_preprocessors(student_cfg.get('data_preprocessor'),
+                                      teacher_cfg.get('data_preprocessor'))
+            try:
+                teacher_init_weights.append(check_teacher_weights(
+                    teacher_cfg, ckpt, allow_untrained_teacher,
+                    self.pretrained_is_whole_model))
+            except ValueError as err:
+                if num_teachers == 1:
+                    raise
+                raise ValueError(
+                    f'{teacher_label(index, num_teachers)} (model.teacher'
+                    f'[{index}]): {err}') from err
         # Host models build their parts from "the" registry of the current
         # scope; make that the host's, whatever scope the caller is in.
         with DefaultScope.overwrite_default_scope(self.host_models.scope):
@@ -113,33 +141,19 @@ class BaseDistiller(BaseModel):
             super().__init__(
                 data_preprocessor=data_preprocessor, init_cfg=init_cfg)
             self.student = self.host_models.build(student_cfg)
-            # The teacher's (discarded) random init must not shift the
-            # random stream: with the same seed, the student then starts
-            # exactly like the same model trained without distillation.
-            with torch.random.fork_rng(devices=[]):
-                teacher_model = self.host_models.build(teacher_cfg)
-                if teacher_init_weights:
-                    teacher_model.init_weights()
-            self._check_num_classes(self.num_classes(self.student),
-                                    self.num_classes(teacher_model))
-            if not teacher_ckpt and not teacher_init_weights:
-                warnings.warn('allow_untrained_teacher=True: the teacher is '
-                              'randomly initialised')
-            elif teacher_ckpt:
-                load_teacher_checkpoint(teacher_model, teacher_ckpt,
-                                        self.classifier_key)
-                print_log(f'Loaded teacher weights from {teacher_ckpt}',
-                          logger='current')
-        # A frozen teacher in eval mode never synchronises statistics, so
-        # SyncBN is BN; reverting lets it run anywhere (CPU, one process).
-        teacher_model = revert_sync_batchnorm(teacher_model)
-        teacher_model.requires_grad_(False)
-        teacher_model.eval()
-        # Kept out of ``_modules`` on purpose: the teacher is not part of the
-        # trainable model (optimizer, DDP, init_weights, checkpoints).
-        # ``_apply`` and ``train`` carry device moves and mode over to it.
-        object.__setattr__(self, '_teacher', teacher_model)
+            teachers = tuple(
+                self._build_teacher(cfg, ckpt, init,
+                                    teacher_label(i, num_teachers))
+                for i, (cfg, ckpt, init) in enumerate(
+                    zip(teacher_cfgs, teacher_ckpts, teacher_init_weights)))
+        # Kept out of ``_modules`` on purpose: the teachers are not part of
+        # the trainable model (optimizer, DDP, init_weights, checkpoints).
+        # ``_apply`` and ``train`` carry device moves and mode over to them.
+        object.__setattr__(self, '_teachers', teachers)
         self.teacher_ckpt = teacher_ckpt
+        self.teacher_weights = ensemble.weights
+        self.teacher_ensemble = ensemble.mode
+        self._ensemble = ensemble
         self.checkpoint_teacher = checkpoint_teacher
 
         if teacher_autocast is None:  # the former default: full precision
@@ -164,8 +178,9 @@ class BaseDistiller(BaseModel):
             self._build_distill_losses(distill_losses or {}, head_weights)
         check_losses_fit_classes(self.distill_losses,
                                  self.num_classes(self.student))
-        self.register_state_dict_post_hook(_student_state_dict_hook)
-        self.register_load_state_dict_pre_hook(_route_loaded_keys_hook)
+        ensemble.check_losses(self.distill_losses)
+        self.register_state_dict_post_hook(student_state_dict_hook)
+        self.register_load_state_dict_pre_hook(route_loaded_keys_hook)
 
     # ------------------------------------------------------------------
     # host glue, implemented by subclasses
@@ -190,9 +205,11 @@ class BaseDistiller(BaseModel):
         """Student logits per tap and the student's own task losses."""
 
     @abstractmethod
-    def teacher_forward(self, inputs: Tensor,
-                        taps: List[str]) -> Dict[str, Tensor]:
-        """Teacher logits for ``taps`` (called under ``no_grad``)."""
+    def teacher_forward(self, inputs: Tensor, taps: List[str],
+                        teacher: Optional[nn.Module] = None
+                        ) -> Dict[str, Tensor]:
+        """Logits of ``teacher`` (default: the single teacher) for ``taps``
+        (called under ``no_grad``)."""
 
     @abstractmethod
     def distill_target(self, data_samples: list) -> Optional[Tensor]:
@@ -200,16 +217,54 @@ class BaseDistiller(BaseModel):
 
     # ------------------------------------------------------------------
     @property
-    def teacher(self) -> nn.Module:
-        """The frozen teacher (not a submodule; see ``__init__``)."""
-        return self._teacher
+    def teachers(self) -> Tuple[nn.Module, ...]:
+        """The frozen teachers (not submodules; see ``__init__``)."""
+        return self._teachers
 
-    def _check_num_classes(self, student_classes: int,
-                           teacher_classes: int) -> None:
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher of a single-teacher distiller."""
+        if len(self._teachers) != 1:
+            raise RuntimeError(
+                f'this distiller has an ensemble of {len(self._teachers)} '
+                'teachers: use .teachers')
+        return self._teachers[0]
+
+    def _build_teacher(self, cfg: dict, ckpt: Optional[str],
+                       init_weights: bool, label: str) -> nn.Module:
+        """Build, load, freeze one teacher (under the host's scope).
+
+        ``init_weights``: run the teacher's own whole-model ``Pretrained``
+        init (see :func:`~.checks.check_teacher_weights`).
+        """
+        # The teacher's (discarded) random init must not shift the random
+        # stream: with the same seed, the student then starts exactly like
+        # the same model trained without distillation.
+        with torch.random.fork_rng(devices=[]):
+            model = self.host_models.build(cfg)
+            if init_weights:
+                model.init_weights()
+        self._check_num_classes(self.num_classes(self.student),
+                                self.num_classes(model), label)
+        if not ckpt and not init_weights:
+            warnings.warn(f'allow_untrained_teacher=True: the {label} is '
+                          'randomly initialised')
+        elif ckpt:
+            load_teacher_checkpoint(model, ckpt, self.classifier_key)
+            print_log(f'Loaded {label} weights from {ckpt}', logger='current')
+        # A frozen teacher in eval mode never synchronises statistics, so
+        # SyncBN is BN; reverting lets it run anywhere (CPU, one process).
+        model = revert_sync_batchnorm(model)
+        model.requires_grad_(False)
+        model.eval()
+        return model
+
+    def _check_num_classes(self, student_classes: int, teacher_classes: int,
+                           label: str = 'teacher') -> None:
         if student_classes != teacher_classes:
             raise ValueError(
-                f'class-count mismatch between teacher and student: the '
-                f'teacher predicts {teacher_classes} classes, the student '
+                f'class-count mismatch between {label} and student: the '
+                f'{label} predicts {teacher_classes} classes, the student '
                 f'{student_classes}')
 
     @staticmethod
@@ -259,7 +314,8 @@ class BaseDistiller(BaseModel):
             self.default_head_weights() if head_weights is None else
             head_weights)
         student_taps = set(self.available_taps(self.student))
-        teacher_taps = set(self.available_taps(self.teacher))
+        teacher_taps = set.intersection(
+            *[set(self.available_taps(t)) for t in self.teachers])
         self.distill_losses = nn.ModuleDict()
         self.loss_heads: Dict[str, Dict[str, float]] = {}
         for name, loss_cfg in distill_losses.items():
@@ -274,13 +330,20 @@ class BaseDistiller(BaseModel):
                     raise ValueError(
                         f'{name}: head {tap!r} is not available on both '
                         f'models (student: {sorted(student_taps)}, teacher: '
-                        f'{sorted(teacher_taps)})')
+                        f'{self._teacher_taps_text()})')
                 if weight < 0:
                     raise ValueError(
                         f'{name}: head weight for {tap!r} must be >= 0, got '
                         f'{weight}')
             self.distill_losses[name] = self.host_models.build(loss_cfg)
             self.loss_heads[name] = heads
+
+    def _teacher_taps_text(self) -> str:
+        taps = [sorted(self.available_taps(t)) for t in self.teachers]
+        if len(taps) == 1:
+            return str(taps[0])
+        return ', '.join(f'{teacher_label(i, len(taps))}: {t}'
+                         for i, t in enumerate(taps))
 
     def warmup_factor(self) -> float:
         """Current multiplier of the distillation terms, in ``(0, 1]``."""
@@ -314,7 +377,10 @@ class BaseDistiller(BaseModel):
         Returns:
             dict: ``student.*`` task losses, ``distill.<tap>.loss_*`` terms
             (warm-up applied) and their components and the warm-up factor
-            under names without ``loss`` (logged, not optimised).
+            under names without ``loss`` (logged, not optimised). An
+            ensemble in ``'loss'`` mode also logs each teacher's loss as
+            ``distill.<tap>.teacher<i>.<name>`` (before the ensemble weight,
+            the head weight and the warm-up).
         """
         student_logits, student_losses = self.student_forward_train(
             inputs, data_samples)
@@ -324,19 +390,26 @@ class BaseDistiller(BaseModel):
 
         taps = sorted({t for h in self.loss_heads.values() for t in h})
         with torch.no_grad(), self._teacher_autocast(inputs):
-            teacher_logits = self.teacher_forward(inputs, taps)
+            teacher_logits = [
+                self.teacher_forward(inputs, taps, teacher)
+                for teacher in self.teachers
+            ]
         target = self.distill_target(data_samples)
         factor = self.warmup_factor()
+        cache: dict = {}  # ensemble logits per (tap, T) of this step
         for name, loss_module in self.distill_losses.items():
             short_name = name[len('loss_'):]
             for tap, weight in self.loss_heads[name].items():
-                value = loss_module(student_logits[tap], teacher_logits[tap],
-                                    target)
-                losses[f'distill.{tap}.{name}'] = value * (factor * weight)
-                for part, part_value in getattr(loss_module,
-                                                'last_components',
-                                                {}).items():
+                term = self._ensemble.term(
+                    loss_module, student_logits[tap],
+                    [logits[tap] for logits in teacher_logits], target,
+                    cache, tap)
+                losses[f'distill.{tap}.{name}'] = term.value * (
+                    factor * weight)
+                for part, part_value in term.components.items():
                     losses[f'distill.{tap}.{short_name}_{part}'] = part_value
+                for label, value in term.per_teacher.items():
+                    losses[f'distill.{tap}.{label}.{short_name}'] = value
         losses['distill.warmup_factor'] = inputs.new_tensor(factor)
         return losses
 
@@ -359,55 +432,17 @@ class BaseDistiller(BaseModel):
     # ------------------------------------------------------------------
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self._teacher._apply(fn, *args, **kwargs)
+        for teacher in self._teachers:
+            teacher._apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode: bool = True) -> 'BaseDistiller':
         super().train(mode)
-        self._teacher.eval()
+        for teacher in self._teachers:
+            teacher.eval()
         return self
 
 
 def _as_list(value) -> list:
     """Compare config values regardless of list/tuple/scalar form."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _student_state_dict_hook(module: BaseDistiller, state_dict: dict,
-                             prefix: str, local_metadata: dict) -> None:
-    """Give checkpoints the student's plain keys (teacher only if asked)."""
-    student_prefix = prefix + _STUDENT
-    items = list(state_dict.items())
-    state_dict.clear()
-    for key, value in items:
-        if key.startswith(student_prefix):
-            key = prefix + key[len(student_prefix):]
-        state_dict[key] = value
-    metadata = getattr(state_dict, '_metadata', None)
-    if metadata is not None:
-        for key in [k for k in metadata if k == prefix + 'student' or
-                    k.startswith(student_prefix)]:
-            new_key = (prefix[:-1] if key == prefix + 'student' else prefix +
-                       key[len(student_prefix):])
-            metadata[new_key] = metadata.pop(key)
-    if module.checkpoint_teacher:
-        for key, value in module.teacher.state_dict().items():
-            state_dict[prefix + _TEACHER + key] = value
-
-
-def _route_loaded_keys_hook(module: BaseDistiller, state_dict: dict,
-                            prefix: str, local_metadata: dict, strict: bool,
-                            missing_keys: list, unexpected_keys: list,
-                            error_msgs: list) -> None:
-    """Accept plain student keys; load ``teacher.*`` keys into the teacher."""
-    teacher_prefix = prefix + _TEACHER
-    student_prefix = prefix + _STUDENT
-    teacher_state = {}
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        if key.startswith(teacher_prefix):
-            teacher_state[key[len(teacher_prefix):]] = state_dict.pop(key)
-        elif not key.startswith(student_prefix):
-            state_dict[student_prefix + key[len(prefix):]] = state_dict.pop(
-                key)
-    if teacher_state:
-        module.teacher.load_state_dict(teacher_state, strict=True)

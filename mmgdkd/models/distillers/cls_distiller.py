@@ -17,7 +17,8 @@ HEAD_TAP = 'head'
 
 @MODELS.register_module()
 class ClsDistiller(BaseDistiller):
-    """Distil a student ``ImageClassifier`` from a frozen teacher.
+    """Distil a student ``ImageClassifier`` from a frozen teacher (or an
+    ensemble of teachers, see :class:`BaseDistiller`).
 
     The logits ``(N, num_classes)`` of the two heads are passed to each
     distillation loss with the labels ``(N,)``. The student's own loss (e.g.
@@ -126,9 +127,10 @@ class ClsDistiller(BaseDistiller):
             losses = head._get_loss(logits, data_samples)
         return {HEAD_TAP: logits}, losses
 
-    def teacher_forward(self, inputs: Tensor,
-                        taps: List[str]) -> Dict[str, Tensor]:
-        teacher = self.teacher
+    def teacher_forward(self, inputs: Tensor, taps: List[str],
+                        teacher: Optional[nn.Module] = None
+                        ) -> Dict[str, Tensor]:
+        teacher = self.teacher if teacher is None else teacher
         return {HEAD_TAP: teacher.head(teacher.extract_feat(inputs))}
 
     def _forward(self, inputs: Tensor, data_samples: Optional[list] = None):

@@ -62,6 +62,10 @@ class CWDLoss(nn.Module):
     bilinearly. The target is ignored.
     """
 
+    #: The softmax runs over spatial positions, not classes: averaged
+    #: class probabilities of a teacher ensemble do not apply (spec §10).
+    class_softmax = False
+
     def __init__(self,
                  temperature: float = 1.0,
                  loss_weight: float = 1.0,

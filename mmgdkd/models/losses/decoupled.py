@@ -2,7 +2,7 @@
 """The decoupled KL behind every logit-distillation loss.
 
 KD, DKD, GDKD and GDKD3 are one computation over a partition of the classes
-into groups (spec sections 1-2, ``docs/losses.md``): a KL between the group
+into groups (``docs/losses.md``): a KL between the group
 masses of teacher and student (``high``) plus, per group, a divergence
 between the distributions restricted to the group (``within``). KD is one
 group, DKD {label} / rest, GDKD teacher top-k / rest, GDKD3 top-1 /
@@ -12,11 +12,12 @@ Layout: channel-first ``(N, C, L)`` -- a classification batch is
 ``(N, C, 1)``, a segmentation map ``(N, C, H*W)`` -- and every reduction is
 over ``dim=1`` (no permute to ``(N*H*W, C)`` rows, a full copy).
 
-The loss and the closed-form gradient of spec section 3 are computed in one
-forward; backward only scales the saved gradient. Two backends give the same
-numbers: the fused CPU kernel (``native.py``; float32 and fp16/bf16 logits
-on CPU) and the pure-torch path below (CUDA, float64, no kernel), which is
-sync-free and ``torch.compile(fullgraph=True)``-clean.
+The loss and the closed-form gradient (docs/losses.md, "The gradient") are
+computed in one forward; backward only scales the saved gradient. Two
+backends give the same numbers: the fused CPU kernel (``native.py``;
+float32 and fp16/bf16 logits on CPU) and the pure-torch path below (CUDA,
+float64, no kernel), which is sync-free and
+``torch.compile(fullgraph=True)``-clean.
 
 This file imports nothing from the OpenMMLab stack.
 """
@@ -118,7 +119,7 @@ def torch_forward(student: Tensor, teacher: Tensor, masks: Sequence[Tensor],
                   config: CallConfig, valid: Optional[Tensor], need_grad: bool
                   ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """Loss, parts ``[high, D_0, ..]`` and the gradient w.r.t. ``student``
-    (or ``None``), as the spec writes them.
+    (or ``None``), as docs/losses.md writes them.
 
     Args:
         student, teacher (Tensor): ``(N, C, L)`` logits (fp32 or float64).
@@ -168,7 +169,8 @@ def torch_forward(student: Tensor, teacher: Tensor, masks: Sequence[Tensor],
         w * parts[1 + g] for g, w in enumerate(group_w)))
     grad = None
     if need_grad:
-        # Spec section 3, member j of group g, r_j = log p^_j - log q^_j:
+        # docs/losses.md "The gradient"; member j of group g,
+        # r_j = log p^_j - log q^_j:
         # T [w0 p^_j (b_s - b_t) + wf (p^_j - q^_j) + wr p^_j (r_j - R_g)],
         # wf, wr the forward / reverse shares of the group's weight and
         # R_g = KL(p^ || q^) of the group. Per entry:
@@ -316,7 +318,7 @@ def decoupled_kl(student: Tensor,
     """Decoupled KL over a class partition, fused loss and gradient.
 
     Per row, with ``G`` groups, temperature ``T``, masses ``b`` and
-    restricted distributions ``p^``, ``q^`` (spec section 1)::
+    restricted distributions ``p^``, ``q^`` (docs/losses.md, GDKDLoss)::
 
         T^2 * (w0 * KL(b_t || b_s) + sum_g weights[g] * D(q^_g, p^_g))
 

@@ -70,6 +70,10 @@ class DISTLoss(nn.Module):
     ``(N, H', W')``. The teacher gets no gradient.
     """
 
+    #: softmax(z / temperature) over the classes of each row: a teacher
+    #: ensemble can be given to it as one teacher's logits (spec §10).
+    class_softmax = True
+
     def __init__(self,
                  beta: float = 1.0,
                  gamma: float = 1.0,

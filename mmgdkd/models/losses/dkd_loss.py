@@ -32,7 +32,7 @@ class DKDLoss(nn.Module):
         loss_weight (float): Global factor.
         loss_name (str): Name of the loss in the log.
         logit_standardization (bool): Z-score each row of both logits over
-            the classes first (LS, spec section 10; pixel-wise for
+            the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
 
@@ -42,6 +42,10 @@ class DKDLoss(nn.Module):
     Shapes: as :class:`GDKDLoss`; the target is required and its values must
     be in ``[0, C)`` or ``ignore_index``.
     """
+
+    #: softmax(z / temperature) over the classes of each row: a teacher
+    #: ensemble can be given to it as one teacher's logits (spec §10).
+    class_softmax = True
 
     #: DKD groups by the label: distillers must pass hard labels.
     requires_target = True

@@ -51,7 +51,7 @@ class GDKDLoss(nn.Module):
         max_k (int, optional): Cap on the adaptive k; ``None`` means ``C-1``.
         loss_name (str): Name of the loss in the log.
         logit_standardization (bool): Z-score each row of both logits over
-            the classes first (LS, spec section 10; pixel-wise for
+            the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
 
@@ -64,6 +64,10 @@ class GDKDLoss(nn.Module):
     ``H, W`` is resized bilinearly); optional target ``(N,)`` or
     ``(N, H', W')`` (nearest-resized). The teacher gets no gradient.
     """
+
+    #: softmax(z / temperature) over the classes of each row: a teacher
+    #: ensemble can be given to it as one teacher's logits (spec §10).
+    class_softmax = True
 
     def __init__(self,
                  k: int = 3,

@@ -25,12 +25,16 @@ class KDLoss(nn.Module):
         loss_weight (float): Global factor.
         loss_name (str): Name of the loss in the log.
         logit_standardization (bool): Z-score each row of both logits over
-            the classes first (LS, spec section 10; pixel-wise for
+            the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
 
     Shapes: as :class:`GDKDLoss`; the target is optional.
     """
+
+    #: softmax(z / temperature) over the classes of each row: a teacher
+    #: ensemble can be given to it as one teacher's logits (spec §10).
+    class_softmax = True
 
     def __init__(self,
                  temperature: float = 4.0,

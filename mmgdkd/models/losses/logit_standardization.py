@@ -1,5 +1,6 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
-"""Logit standardization (Sun et al., CVPR 2024), spec section 10.
+"""Logit standardization (Sun et al., CVPR 2024); docs/losses.md, "Logit
+standardization".
 
 Each row of logits is z-scored over its classes before a distillation loss:
 ``z' = (z - mean(z)) / (eps + std(z))`` with the unbiased std and

@@ -53,7 +53,7 @@ def check_below_classes(name: str, value: int, num_classes: int) -> None:
 
 def no_autocast(tensor: Tensor) -> torch.autocast:
     """Context that disables autocast on ``tensor``'s device (losses are
-    computed in fp32, spec section 6)."""
+    computed in fp32; docs/losses.md, "Validation and mixed precision")."""
     return torch.autocast(tensor.device.type, enabled=False)
 
 

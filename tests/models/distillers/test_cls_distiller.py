@@ -183,9 +183,22 @@ def test_loss_equals_the_loss_module_on_both_models_logits(
                                F.cross_entropy(student_logits, target))
     for part in getattr(loss_module, 'last_components', {}):
         assert f'distill.head.gdkd_{part}' in losses
-    # the student's parameters get gradients from both terms
+    # the student's gradient is exactly that of both terms, each of which
+    # contributes; the teacher gets none
     sum(v for k, v in losses.items() if 'loss' in k).backward()
-    assert distiller.student.backbone.conv1.weight.grad is not None
+    params = [distiller.student.backbone.conv1.weight,
+              distiller.student.head.fc.weight]
+    task = torch.autograd.grad(
+        F.cross_entropy(distiller.student(inputs), target), params)
+    distill = torch.autograd.grad(
+        0.5 * loss_module(distiller.student(inputs), teacher_logits, target),
+        params)
+    for param, g_task, g_distill in zip(params, task, distill):
+        torch.testing.assert_close(param.grad, g_task + g_distill,
+                                   rtol=1e-4, atol=1e-6)
+        assert g_distill.abs().max() > 1e-3 * g_task.abs().max()
+        assert not torch.allclose(param.grad, g_task, rtol=1e-3, atol=0)
+    assert all(p.grad is None for p in distiller.teacher.parameters())
 
 
 def test_head_weight_scales_the_distillation_term(teacher_ckpt):

@@ -37,8 +37,8 @@ def teacher_dtypes(distiller, outer):
     seen = []
     forward = distiller.teacher_forward
 
-    def spy(inputs, taps):
-        logits = forward(inputs, taps)
+    def spy(*args):
+        logits = forward(*args)
         seen.extend(v.dtype for v in logits.values())
         return logits
 

@@ -139,7 +139,7 @@ def test_kd_parity(shape, T):
     ref, ref_grad = run(lambda s, t, y: 2.0 * ref_kd(s, t, T), zs, zt)
     torch.testing.assert_close(loss, ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
-    # The closed form of spec 3.3: T (p - q) / rows.
+    # The closed form (docs/losses.md, "The gradient"): T (p - q) / rows.
     p, q = F.softmax(zs / T, 1), F.softmax(zt / T, 1)
     n_rows = zs.numel() // zs.shape[1]
     torch.testing.assert_close(grad, 2.0 * T * (p - q) / n_rows)

@@ -1,6 +1,7 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
-"""GDKD: the fused kernel against a straightforward reference, the spec's
-identities, edge cases, validation, autocast and registration."""
+"""GDKD: the fused kernel against a straightforward reference, the
+identities of docs/losses.md, edge cases, validation, autocast and
+registration."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -186,7 +187,7 @@ def test_last_components_identity():
 
 
 # ---------------------------------------------------------------------------
-# Identities of spec section 3
+# Identities of docs/losses.md (GDKD vs KD and DKD)
 # ---------------------------------------------------------------------------
 def test_chain_rule_recovers_kd():
     zs, zt = logits(32, 12, seed=10), logits(32, 12, seed=11)
