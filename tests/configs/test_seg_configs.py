@@ -4,10 +4,12 @@
 No download: teacher_ckpt is dropped and the student's ImageNet init off
 (pretrained weights are fetched by ``init_weights``, which is not called).
 """
+import functools
 import glob
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -23,6 +25,15 @@ SEG_CONFIGS = sorted(
     for p in glob.glob(osp.join(REPO_ROOT, 'configs', algo, '*.py'))
     if osp.basename(p)[:-3].rsplit('_', 1)[-1] in SEG_DATASETS and
     osp.relpath(p, osp.join(REPO_ROOT, 'configs')) not in ENSEMBLE_CONFIGS)
+#: MMSeg's own config directory (``mmseg::`` paths).
+MMSEG_CONFIGS = osp.join(osp.dirname(__import__('mmseg').__file__), '.mim',
+                         'configs')
+#: What a config takes from MMSeg's own config of the same dataset and
+#: schedule unchanged: data, optimiser, schedule.
+MMSEG_SETTINGS = ('crop_size', 'train_pipeline', 'test_pipeline',
+                  'train_dataloader', 'val_dataloader', 'test_dataloader',
+                  'val_evaluator', 'optim_wrapper', 'param_scheduler',
+                  'train_cfg', 'val_cfg')
 STUDENT_CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', 'seg_students', '*.py')))
 
@@ -62,6 +73,39 @@ PAIRS = {
 }
 
 
+def _no_scope(value):
+    """A config value without mmengine's ``_scope_`` markers (added to the
+    parts inherited through ``mmseg::``)."""
+    if isinstance(value, dict):
+        return {k: _no_scope(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [_no_scope(v) for v in value]
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _mmseg_settings(cfg_path: str) -> dict:
+    assert cfg_path.startswith('mmseg::'), cfg_path
+    cfg = Config.fromfile(osp.join(MMSEG_CONFIGS, cfg_path[len('mmseg::'):]))
+    return {key: _no_scope(cfg.to_dict().get(key)) for key in MMSEG_SETTINGS}
+
+
+def _build(model_cfg, real: bool):
+    """The distiller, with real CPU weights or, when ``real`` is False, on
+    the meta device (the same modules and checks, no weight allocation and
+    initialisation: most of the time of an R101 build). MiT calls
+    ``.item()`` while building, which meta tensors refuse: built on CPU."""
+    from mmseg.registry import MODELS
+    if not real:
+        try:
+            with torch.device('meta'):
+                return MODELS.build(model_cfg)
+        except RuntimeError as err:
+            if 'meta tensors' not in str(err):
+                raise
+    return MODELS.build(model_cfg)
+
+
 def test_every_pair_has_a_config_per_algorithm():
     names = {osp.relpath(p, REPO_ROOT) for p in SEG_CONFIGS}
     expected = {f'configs/{algo}/{pair}.py' for algo in ALGOS
@@ -83,7 +127,6 @@ def _check_model(model, spec, classes):
 @pytest.mark.parametrize('path', SEG_CONFIGS,
                          ids=lambda p: osp.relpath(p, REPO_ROOT))
 def test_config_builds(path):
-    from mmseg.registry import MODELS
     algo = osp.basename(osp.dirname(path))
     pair = osp.basename(path)[:-3]
     teacher, student, classes, dataset, iters, crop, taps = PAIRS[pair]
@@ -99,11 +142,17 @@ def test_config_builds(path):
     parts = train_set.datasets if train_set.type == 'ConcatDataset' else \
         [train_set]
     assert {part.type for part in parts} == {dataset}
+    # data and schedule: MMSeg's own for this dataset (the teacher's
+    # config, of the same dataset and schedule)
+    ours = {key: _no_scope(cfg.to_dict().get(key)) for key in MMSEG_SETTINGS}
+    assert ours == _mmseg_settings(cfg.model.teacher.cfg_path)
     assert len(cfg.model.distill_losses) == 1
     untrained_teacher(cfg.model)
     cfg.model.student.pretrained = None
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model = MODELS.build(cfg.model)
+    # one real CPU build per pair (gdkd/); the other algorithms' configs
+    # build the same teacher and student: meta device
+    model = _build(cfg.model, real=algo == 'gdkd')
     _check_model(model.teacher, teacher, classes)
     _check_model(model.student, student, classes)
     name, = model.distill_losses
@@ -132,15 +181,21 @@ def test_student_baseline_configs_build(path):
 
 
 def test_gdkd_reference_hyper_parameters():
+    reference = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/gdkd/pspnet_r101_r18_cityscapes.py'))
+    ref_loss = reference.model.distill_losses.to_dict()
+    assert ref_loss == dict(loss_gdkd=dict(
+        type='GDKDLoss', k=3, w0=1.0, w1=1.0, w2=2.0, temperature=1.0,
+        kl_type='forward', strategy='topk', ignore_index=255,
+        loss_weight=1.0))
+    assert reference.model.head_weights == dict(decode=1.0, aux=0.4)
     for pair in PAIRS:
         cfg = Config.fromfile(
             osp.join(REPO_ROOT, f'configs/gdkd/{pair}.py'))
-        loss = cfg.model.distill_losses.loss_gdkd
-        assert (loss.k, loss.w0, loss.w1, loss.w2, loss.temperature,
-                loss.ignore_index) == (3, 1.0, 1.0, 2.0, 1.0, 255), pair
-    cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs/gdkd/pspnet_r101_r18_cityscapes.py'))
-    assert cfg.model.head_weights == dict(decode=1.0, aux=0.4)
+        # every new pair: the Cityscapes reference setting, all of it
+        assert cfg.model.distill_losses.to_dict() == ref_loss, pair
+        assert cfg.model.get('warmup_iters') in (None, 0), pair
+        assert cfg.model.get('warmup_epochs') in (None, 0), pair
 
 
 @pytest.mark.parametrize('pair', ['pspnet_r101_r18', 'deeplabv3_r101_r18'])

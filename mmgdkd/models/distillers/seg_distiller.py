@@ -36,8 +36,9 @@ class SegDistiller(BaseDistiller):
     when the strides differ, and passed to each distillation loss with the
     ground-truth map ``(N, H, W)`` (the losses resize it and mask
     ``ignore_index``). Taps are named as MMSeg's loss prefixes: ``'decode'``
-    (a cascade's final stage with dense logits), ``'decode_<i>'`` (cascade
-    stages), ``'aux'`` / ``'aux_<i>'``; see :mod:`.seg_taps`.
+    (a cascade's final stage), ``'decode_<i>'`` (cascade
+    stages), ``'aux'`` / ``'aux_<i>'``; see :mod:`.seg_taps` (PointRend's
+    ``'decode'`` is its inference-time refined map, at the input size).
 
     Args:
         logits_at: ``'head'`` (default; the published setting) or
@@ -180,7 +181,8 @@ class SegDistiller(BaseDistiller):
             data_samples: list) -> Tuple[Dict[str, Tensor], dict]:
         feats = self.student.extract_feat(inputs)
         logits, losses = self._student_runner(
-            self.student, feats, data_samples=data_samples)
+            self.student, feats, data_samples=data_samples,
+            input_size=inputs.shape[2:])
         logits = self._at_resolution(logits, inputs)
         # shapes are host metadata: no device sync
         self._student_sizes = {k: v.shape[-2:] for k, v in logits.items()}
@@ -198,7 +200,8 @@ class SegDistiller(BaseDistiller):
         pairs = self._tap_pairs(teacher)
         feats = teacher.extract_feat(inputs)
         own, _ = self._teacher_runners[index](
-            teacher, feats, taps=[pairs[tap] for tap in taps])
+            teacher, feats, taps=[pairs[tap] for tap in taps],
+            input_size=inputs.shape[2:])
         logits = self._at_resolution({tap: own[pairs[tap]] for tap in taps},
                                      inputs)
         return {

@@ -6,11 +6,12 @@ MMSeg's own loss prefixes:
 
 * ``'decode'``: the segmentor's prediction logits. For an
   ``EncoderDecoder`` the decode head; for a ``CascadeEncoderDecoder`` the
-  final stage (e.g. OCRNet's ``OCRHead``), or the last stage with dense
-  logits when the final stage predicts at sampled points only (PointRend's
-  ``PointHead``: ``'decode'`` is then its FPN stage, ``'decode_0'``).
-* ``'decode_<i>'``: stage ``i`` of a cascade (cascades only, stages with
-  dense logits only).
+  final stage (e.g. OCRNet's ``OCRHead``). PointRend's ``PointHead``
+  predicts at randomly sampled points only while training, so its tap is
+  the map MMSeg's inference makes: the coarse stage's logits refined by the
+  point head at the most uncertain points (``PointHead.predict`` with the
+  segmentor's ``test_cfg``), at the input size.
+* ``'decode_<i>'``: stage ``i`` of a cascade (cascades only).
 * ``'aux'`` or ``'aux_<i>'``: the auxiliary head(s).
 
 Heads whose training forward returns several maps (``DAHead``,
@@ -21,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmseg.models.decode_heads import (DAHead, DDRHead, EncHead,
                                        IterativeDecodeHead, Mask2FormerHead,
@@ -48,7 +50,8 @@ _PREDICTION_INDEX = (
     (IterativeDecodeHead, -1),  # training: every K-Net stage
 )
 
-#: Heads that predict at sampled points only while training: no dense tap.
+#: Heads that predict at sampled points only while training: their tap is
+#: the inference-time refined map, ``head.predict`` at the input size.
 _POINT_HEADS = (PointHead, )
 
 #: Segmentors and heads without per-pixel class logits, and why.
@@ -151,17 +154,11 @@ def _stage_names(model: nn.Module) -> List[str]:
         if is_cascade(model) else ['decode']
 
 
-def _dense_stage_names(model: nn.Module) -> List[str]:
-    return [name for name, head in zip(_stage_names(model),
-                                       decode_stages(model))
-            if not isinstance(head, _POINT_HEADS)]
-
-
 def tap_names(model: nn.Module) -> List[str]:
     """Every tap of ``model``: ``decode``, cascade stages, aux heads."""
     names = ['decode']
     if is_cascade(model):
-        names += _dense_stage_names(model)
+        names += _stage_names(model)
     return names + list(aux_heads(model))
 
 
@@ -170,10 +167,10 @@ def tap_channels(model: nn.Module) -> Dict[str, int]:
     for a binary sigmoid head; an auxiliary head may predict another target,
     e.g. STDC's 2-class detail head)."""
     stages = dict(zip(_stage_names(model), decode_stages(model)))
-    out = {'decode': stages[_dense_stage_names(model)[-1]].out_channels}
+    out = {'decode': stages[_stage_names(model)[-1]].out_channels}
     if is_cascade(model):
         out.update({name: stages[name].out_channels
-                    for name in _dense_stage_names(model)})
+                    for name in _stage_names(model)})
     out.update({name: head.out_channels
                 for name, head in aux_heads(model).items()})
     return out
@@ -181,9 +178,6 @@ def tap_channels(model: nn.Module) -> Dict[str, int]:
 
 def validate_structure(model: nn.Module, role: str) -> None:
     """A built segmentor must expose dense logits to distil."""
-    if not _dense_stage_names(model):
-        raise ValueError(f'{role}: no decode stage of {type(model).__name__} '
-                         'predicts dense class logits')
     for name, head in list(zip(_stage_names(model), decode_stages(model))) + \
             list(aux_heads(model).items()):
         for refused, why in _REFUSED_HEADS.items():
@@ -223,7 +217,7 @@ class HeadRunner:
                  warn_loss_overrides: bool = False) -> None:
         self.cascade = is_cascade(model)
         self.stage_names = _stage_names(model)
-        self.decode_name = _dense_stage_names(model)[-1]
+        self.decode_name = self.stage_names[-1]
         self.own_loss = {}
         if warn_loss_overrides:
             heads = dict(zip(self.stage_names, decode_stages(model)))
@@ -239,14 +233,17 @@ class HeadRunner:
                  model: nn.Module,
                  feats,
                  taps: Optional[Sequence[str]] = None,
-                 data_samples: Optional[list] = None
+                 data_samples: Optional[list] = None,
+                 input_size: Optional[Sequence[int]] = None
                  ) -> Tuple[Dict[str, Tensor], dict]:
         """Logits ``{tap: (N, C, h, w)}`` and, given ``data_samples``, the
         heads' task losses under MMSeg's names (``decode.loss_ce``,
         ``decode_1.loss_ce``, ``aux_0.loss_ce``...).
 
         ``taps=None`` computes every tap; otherwise only the heads needed
-        (a cascade stage needs the stages before it).
+        (a cascade stage needs the stages before it). ``input_size``
+        ``(H, W)``: the size of a point head's refined map (required when
+        one is computed).
         """
         train = data_samples is not None
         logits, losses = {}, {}
@@ -264,11 +261,15 @@ class HeadRunner:
             if i > last_stage:
                 break
             if isinstance(head, _POINT_HEADS):
-                # point-sampled logits only: keep the head's own loss
+                # training logits exist at random points only: the head's
+                # own loss, then the refined map its inference makes
                 if train:
                     losses.update(add_prefix(
                         head.loss(feats, prev, data_samples, model.train_cfg),
                         name))
+                if wanted is None or name in wanted:
+                    logits[name] = refined_map(head, feats, prev,
+                                               model.test_cfg, input_size)
                 continue
             out = head.forward(feats, prev) if self.cascade and i else \
                 head.forward(feats)
@@ -299,6 +300,25 @@ class HeadRunner:
         if wanted is not None:
             logits = {k: v for k, v in logits.items() if k in wanted}
         return logits, losses
+
+
+def refined_map(head: nn.Module, feats, coarse: Tensor, test_cfg,
+                input_size: Optional[Sequence[int]]) -> Tensor:
+    """A point head's inference output ``(N, C, H, W)`` at the input size
+    ``(H, W)``: ``coarse`` upsampled ``test_cfg.subdivision_steps`` times,
+    the ``subdivision_num_points`` most uncertain points of each step
+    replaced by the point head's logits (MMSeg's ``PointHead.predict``;
+    differentiable through the replaced points and the coarse map)."""
+    if input_size is None:
+        raise ValueError(f'{type(head).__name__}: the refined map needs the '
+                         'input size (input_size=None)')
+    if test_cfg is None:
+        raise ValueError(f'{type(head).__name__}: the refined map needs the '
+                         'segmentor\'s test_cfg (subdivision_steps, '
+                         'subdivision_num_points, scale_factor), got None')
+    # img_shape as a tuple: predict_by_feat resizes to it
+    metas = [dict(img_shape=tuple(int(s) for s in input_size))]
+    return head.predict(feats, coarse, metas, ConfigDict(test_cfg))
 
 
 def resize_to(logits: Tensor, size: Sequence[int]) -> Tensor:

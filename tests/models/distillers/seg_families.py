@@ -7,6 +7,7 @@ auxiliary heads, output strides) and its widths/depths cut so that one
 distillation step at 64x128 takes a fraction of a second on one core.
 """
 import copy
+import functools
 from typing import Callable, Dict
 
 import torch
@@ -354,9 +355,17 @@ FAMILIES: Dict[str, str] = {
 }
 
 
-def family_cfg(family: str) -> dict:
-    """The toy model config of ``family`` (a key of :data:`FAMILIES`)."""
+@functools.lru_cache(maxsize=None)
+def _family_cfg(family: str) -> dict:
+    # parsing a packaged config (and its _base_ chain) costs ~0.5 s; every
+    # family is a teacher once and a student once, some in several files
     return load_family(family, f'mmseg::{family}/{FAMILIES[family]}')
+
+
+def family_cfg(family: str) -> dict:
+    """The toy model config of ``family`` (a key of :data:`FAMILIES`), a
+    fresh copy (callers edit it)."""
+    return copy.deepcopy(_family_cfg(family))
 
 
 #: Families that distil, as a ring: each is the teacher of the next one, so

@@ -14,6 +14,8 @@ import torch
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
+from mmgdkd.models.distillers.seg_taps import decode_stages
+
 from seg_families import (FAMILIES, INPUT_SIZE, NEEDS_COMPILED_OPS, REFUSED,
                           RING, batch, family_cfg)
 
@@ -69,8 +71,20 @@ def test_one_distillation_step(teacher, student):
     grads = [p.grad for p in model.student.parameters()
              if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert sum(g.abs().sum() for g in grads) > 0
+    # the distilled prediction is the final decode stage's: it learns
+    final = decode_stages(model.student)[-1]
+    assert sum(p.grad.abs().sum() for p in final.parameters()
+               if p.grad is not None) > 0, type(final).__name__
     assert all(p.grad is None for p in model.teacher.parameters())
+
+
+#: What the refusal says about why, per refused family.
+WHY = {
+    'maskformer': 'mask-classification head',
+    'mask2former': 'mask-classification head',
+    'san': 'CLIP text embeddings',
+    'vpd': 'it predicts depth, not class logits',
+}
 
 
 @pytest.mark.parametrize('family', sorted(REFUSED))
@@ -80,7 +94,7 @@ def test_models_without_pixel_logits_are_refused(family, role):
     kwargs = dict(student=family, teacher=other) if role == 'student' \
         else dict(student=other, teacher=family)
     with pytest.raises(ValueError, match=f'{role} .*{REFUSED[family]}.* '
-                       'cannot be distilled'):
+                       f'cannot be distilled.*{WHY[family]}'):
         build(kwargs['student'], kwargs['teacher'], (64, 128))
 
 

@@ -34,7 +34,7 @@ def host_model(family):
 @pytest.mark.parametrize('family,taps', [
     ('pspnet', ['decode', 'aux']),
     ('ocrnet', ['decode', 'decode_0', 'decode_1']),
-    ('point_rend', ['decode', 'decode_0']),
+    ('point_rend', ['decode', 'decode_0', 'decode_1']),
     ('bisenetv1', ['decode', 'aux_0', 'aux_1']),
 ])
 def test_tap_names(family, taps):
@@ -70,6 +70,65 @@ def test_cascade_decode_tap_is_the_final_stage():
     torch.testing.assert_close(logits['decode'], final)
     torch.testing.assert_close(logits['decode_1'], final)
     assert not torch.equal(logits['decode_0'], final)
+
+
+def _pointrend(role):
+    """PointRend with few subdivision points: the refinement replaces some
+    points of the upsampled coarse map, not all of them."""
+    cfg = family_cfg('point_rend')
+    cfg['test_cfg'].update(subdivision_num_points=100)
+    other = family_cfg('pspnet')
+    kwargs = dict(student=cfg, teacher=other) if role == 'student' else \
+        dict(student=other, teacher=cfg)
+    torch.manual_seed(0)
+    with warnings.catch_warnings(), \
+            DefaultScope.overwrite_default_scope('mmseg'):
+        warnings.simplefilter('ignore')
+        return MODELS.build(dict(
+            type='SegDistiller', allow_untrained_teacher=True,
+            distill_losses=dict(loss_kd=dict(type='KDLoss')), **kwargs))
+
+
+def test_pointrend_decode_tap_is_its_inference_output():
+    model = _pointrend('student')
+    model.eval()
+    data = model.data_preprocessor(batch(SIZE), True)
+    logits, _ = model.student_forward_train(data['inputs'],
+                                            data['data_samples'])
+    metas = [s.metainfo for s in data['data_samples']]
+    with torch.no_grad():
+        final = model.student.encode_decode(data['inputs'], metas)
+    assert logits['decode'].shape == (2, 19) + SIZE
+    torch.testing.assert_close(logits['decode'], final)
+    torch.testing.assert_close(logits['decode_1'], final)
+    # the point head changed some pixels of the upsampled coarse map, and
+    # the distillation term reaches it through them
+    coarse = F.interpolate(logits['decode_0'], scale_factor=4,
+                           mode='bilinear', align_corners=False)
+    changed = (coarse - final).abs().amax(1) > 1e-6
+    assert 0 < changed.sum() < changed.numel()
+    losses = model(**data, mode='loss')
+    model.zero_grad()
+    losses['distill.decode.loss_kd'].backward()
+    point_head = model.student.decode_head[1]
+    assert point_head.fc_seg.weight.grad.abs().sum() > 0
+
+
+def test_pointrend_teacher_gives_its_inference_output():
+    model = _pointrend('teacher')
+    data = model.data_preprocessor(batch(SIZE), True)
+    student_logits, _ = model.student_forward_train(data['inputs'],
+                                                    data['data_samples'])
+    metas = [s.metainfo for s in data['data_samples']]
+    with torch.no_grad():
+        teacher_logits = model.teacher_forward(data['inputs'], ['decode'])
+        final = model.teacher.encode_decode(data['inputs'], metas)
+    size = student_logits['decode'].shape[-2:]
+    assert final.shape[-2:] == SIZE != size
+    torch.testing.assert_close(
+        teacher_logits['decode'],
+        F.interpolate(final, size=size, mode='bilinear',
+                      align_corners=False))
 
 
 @pytest.mark.parametrize('student,teacher', [('pspnet', 'segformer'),
@@ -118,7 +177,21 @@ def test_cascade_stage_taps_on_both_sides():
     losses = model(**data, mode='loss')
     assert {'distill.decode.loss_kd', 'distill.decode_0.loss_kd'} <= \
         set(losses)
-    assert losses['distill.decode_0.loss_kd'] > 0
+    # each tap distils the same-named stage of the teacher, at its weight
+    target = torch.stack(
+        [s.gt_sem_seg.data for s in data['data_samples']]).squeeze(1)
+    with torch.no_grad():
+        s_feats = model.student.extract_feat(data['inputs'])
+        t_feats = model.teacher.extract_feat(data['inputs'])
+        s0 = model.student.decode_head[0](s_feats)
+        t0 = model.teacher.decode_head[0](t_feats)
+        s1 = model.student.decode_head[1](s_feats, s0)
+        t1 = model.teacher.decode_head[1](t_feats, t0)
+    kd = model.distill_losses['loss_kd']
+    torch.testing.assert_close(losses['distill.decode_0.loss_kd'],
+                               kd(s0, t0, target) * 0.5)
+    torch.testing.assert_close(losses['distill.decode.loss_kd'],
+                               kd(s1, t1, target))
 
 
 def test_aux_taps_pair_only_where_both_have_them():
