@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmgdkd-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean-venv
+.PHONY: install demo test sanitize clean-venv
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The native loss kernel under AddressSanitizer + UBSan, with its tests (not
+# in CI; see tools/sanitize_kernel.sh).
+sanitize: $(STAMP)
+	PY=$(PY) tools/sanitize_kernel.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,12 +12,20 @@ and prints the overhead ratio ``(c) / ((a) + (b))``; 1.0 means the distiller
 adds nothing beyond running the two networks. Runs are interleaved and the
 median of ``--repeat`` runs is reported.
 
-Example::
+``--amp`` runs (a), (b) and (c) under autocast (fp16 on CUDA, bf16 on CPU),
+as ``--amp`` training does; the teacher then follows the distiller's
+``teacher_autocast`` (``'inherit'``: the same autocast). ``--device cuda``
+measures the GPU path (the losses then take their pure-torch path).
+
+Examples::
 
     python tools/analysis/benchmark_distill_step.py \
         configs/gdkd/pspnet_r101_r18_cityscapes.py --crop 512 1024 --batch 2
+    python tools/analysis/benchmark_distill_step.py \
+        configs/gdkd/pspnet_r101_r18_cityscapes.py --device cuda --amp
 """
 import argparse
+import contextlib
 import statistics
 import time
 from typing import Callable, Dict, List
@@ -27,6 +35,7 @@ import torch
 import mmgdkd  # noqa: F401
 from mmgdkd.utils.known_warnings import silence_known_deprecations
 from mmengine.config import Config, DictAction
+from mmgdkd.models.losses import native_status
 from mmengine.registry import init_default_scope
 
 
@@ -40,6 +49,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, default=None,
                         help='torch.set_num_threads (default: torch\'s)')
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu' or 'cuda' ('cuda:1', ...)")
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast: float16 on CUDA, bfloat16 on CPU')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args()
 
@@ -56,7 +69,7 @@ def build(cfg: Config, crop) -> torch.nn.Module:
     return model
 
 
-def seg_batch(batch: int, crop, num_classes: int):
+def seg_batch(batch: int, crop, num_classes: int, device: str = 'cpu'):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     h, w = crop
@@ -64,16 +77,20 @@ def seg_batch(batch: int, crop, num_classes: int):
     for _ in range(batch):
         sample = SegDataSample()
         sample.gt_sem_seg = PixelData(
-            data=torch.randint(0, num_classes, (1, h, w)))
+            data=torch.randint(0, num_classes, (1, h, w), device=device))
         sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w),
                                  pad_shape=(h, w)))
         samples.append(sample)
-    return torch.randn(batch, 3, h, w), samples
+    return torch.randn(batch, 3, h, w, device=device), samples
 
 
-def timed(fn: Callable[[], None]) -> float:
+def timed(fn: Callable[[], None], device: str) -> float:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     fn()
+    if device.startswith('cuda'):
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
@@ -85,27 +102,36 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    model = build(cfg, args.crop)
+    model = build(cfg, args.crop).to(args.device)
     model.train()
-    student, teacher = model.student, model.teacher
+    student = model.student
     inputs, samples = seg_batch(args.batch, args.crop,
-                                model.num_classes(student))
+                                model.num_classes(student), args.device)
+    device_type = torch.device(args.device).type
+    amp_dtype = torch.float16 if device_type == 'cuda' else torch.bfloat16
+
+    def autocast():
+        if not args.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=amp_dtype)
     taps = sorted({t for h in model.loss_heads.values() for t in h})
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
 
     def student_step():
         optimizer.zero_grad()
-        losses = student.loss(inputs, samples)
+        with autocast():
+            losses = student.loss(inputs, samples)
         sum(v for k, v in losses.items() if 'loss' in k).backward()
         optimizer.step()
 
     def teacher_forward():
-        with torch.no_grad():
+        with torch.no_grad(), autocast(), model._teacher_autocast(inputs):
             model.teacher_forward(inputs, taps)
 
     def distill_step():
         optimizer.zero_grad()
-        losses = model.loss(inputs, samples)
+        with autocast():
+            losses = model.loss(inputs, samples)
         sum(v for k, v in losses.items() if 'loss' in k).backward()
         optimizer.step()
 
@@ -117,15 +143,22 @@ def main() -> None:
     times: Dict[str, List[float]] = {name: [] for name in runs}
     for i in range(args.warmup + args.repeat):
         for name, fn in runs.items():
-            elapsed = timed(fn)
+            elapsed = timed(fn, args.device)
             if i >= args.warmup:
                 times[name].append(elapsed)
     median = {name: statistics.median(v) for name, v in times.items()}
 
     print(f'config: {args.config}')
     print(f'crop {args.crop[0]}x{args.crop[1]}, batch {args.batch}, '
-          f'threads {torch.get_num_threads()}, taps {taps}, '
-          f'median of {args.repeat}')
+          f'device {args.device}, '
+          f'{"amp " + str(amp_dtype) if args.amp else "fp32"} (teacher '
+          f'{model.teacher_autocast}), threads {torch.get_num_threads()}, '
+          f'taps {taps}, median of {args.repeat}')
+    backend = native_status() if device_type == 'cpu' else 'pure torch'
+    print(f'losses: {backend}')
+    print('per run (s): ' + '; '.join(
+        f'{name.split()[0]} ' + ' '.join(f'{v:.2f}' for v in values)
+        for name, values in times.items()))
     for name, value in median.items():
         print(f'  {name:<22} {value * 1000:10.1f} ms')
     a, b, c = median.values()

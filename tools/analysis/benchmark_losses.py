@@ -35,12 +35,18 @@ bytes; allocator and page overhead excluded, so it does not depend on how
 busy or fragmented the process is). With ``--device cuda``,
 ``torch.cuda.max_memory_allocated`` is used instead.
 
-Example::
+Examples::
 
     python tools/analysis/benchmark_losses.py --cases city imagenet \
         --repeat 10 --warmup 2
+    # the pure-torch path (what runs on CUDA), on this CPU, and compiled
+    python tools/analysis/benchmark_losses.py --backend torch
+    python tools/analysis/benchmark_losses.py --backend torch --compile
+    # the GPU path, when a GPU is at hand
+    python tools/analysis/benchmark_losses.py --device cuda [--compile]
 """
 import argparse
+import os
 import statistics
 import time
 from typing import Callable, Dict, List, Tuple
@@ -49,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 import mmgdkd  # noqa: F401  (registers the losses)
-from mmgdkd.models.losses import GDKDLoss, KDLoss, functional
+from mmgdkd.models.losses import GDKDLoss, KDLoss, native_status
 from mmgdkd.utils.known_warnings import silence_known_deprecations
 
 CASES = {
@@ -96,8 +102,14 @@ def make_inputs(case: dict, device: str):
     return zs.requires_grad_(), zt, target
 
 
-def make_step(method: str, case: dict) -> Callable:
-    """A function ``(zs, zt, target) -> loss`` for one method."""
+def make_step(method: str, case: dict, compile_: bool = False) -> Callable:
+    """A function ``(zs, zt, target) -> loss`` for one method, optionally
+    through ``torch.compile(fullgraph=True)`` (the pure-torch path)."""
+    step = _make_step(method, case)
+    return torch.compile(step, fullgraph=True) if compile_ else step
+
+
+def _make_step(method: str, case: dict) -> Callable:
     k, w, T = case['k'], case['w'], case['T']
     if method == 'gdkd':
         return GDKDLoss(k=k, w0=w[0], w1=w[1], w2=w[2], temperature=T)
@@ -121,10 +133,10 @@ def _sync(device: str) -> None:
 
 
 def time_case(case: dict, methods: List[str], repeat: int, warmup: int,
-              device: str) -> Dict[str, float]:
+              device: str, compile_: bool = False) -> Dict[str, float]:
     """Median forward+backward milliseconds per method, interleaved."""
     zs, zt, target = make_inputs(case, device)
-    steps = {m: make_step(m, case) for m in methods}
+    steps = {m: make_step(m, case, compile_) for m in methods}
     times = {m: [] for m in methods}
     for i in range(warmup + repeat):
         for m in methods:
@@ -137,10 +149,11 @@ def time_case(case: dict, methods: List[str], repeat: int, warmup: int,
     return {m: statistics.median(t) for m, t in times.items()}
 
 
-def peak_memory(case: dict, method: str, device: str) -> float:
+def peak_memory(case: dict, method: str, device: str,
+                compile_: bool = False) -> float:
     """Peak extra MiB of tensors alive during one step (see module doc)."""
     zs, zt, target = make_inputs(case, device)
-    step = make_step(method, case)
+    step = make_step(method, case, compile_)
     run_step(step, zs, zt, target)  # warm caches, first-call allocations
     zs.grad = None
     if device.startswith('cuda'):
@@ -151,7 +164,8 @@ def peak_memory(case: dict, method: str, device: str) -> float:
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+    with _quiet_fds(), profile(activities=[ProfilerActivity.CPU],
+                               profile_memory=True) as p:
         run_step(step, zs, zt, target)
     events = []  # (time, +bytes allocated / -bytes freed)
 
@@ -171,6 +185,26 @@ def peak_memory(case: dict, method: str, device: str) -> float:
     return peak / 2**20
 
 
+class _quiet_fds:
+    """Silence the C-level stdout/stderr (Kineto's per-session log lines)
+    while the profiler starts and stops."""
+
+    def __enter__(self):
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = [os.dup(1), os.dup(2)]
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+    def __exit__(self, *exc):
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--cases', nargs='+', choices=list(CASES),
@@ -181,10 +215,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None,
                         help="torch.set_num_threads (default: torch's)")
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu' or 'cuda' ('cuda:1', ...)")
     parser.add_argument(
         '--backend', choices=('auto', 'torch'), default='auto',
         help="'torch' disables the native CPU kernel (the CUDA code path)")
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='run each step through torch.compile(fullgraph=True) (the '
+        'pure-torch path; the first, compiling steps are the warm-up)')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the peak-memory measurement')
     return parser.parse_args()
@@ -196,20 +235,21 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.backend == 'torch':
-        functional._native = None
-    backend = ('native CPU kernel' if functional.native_available()
-               and args.device == 'cpu' else 'pure torch')
+        os.environ['MMGDKD_NATIVE'] = '0'
+    backend = native_status() if args.device == 'cpu' and \
+        not args.compile else 'pure torch'
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'device {args.device}, losses: {backend}, median of '
+          f'device {args.device}, losses: {backend}'
+          f'{", compiled" if args.compile else ""}, median of '
           f'{args.repeat} steps')
     header = f'{"case":10s} {"method":9s} {"fwd+bwd ms":>11s} {"peak MiB":>9s}'
     for name in args.cases:
         case = CASES[name]
         times = time_case(case, args.methods, args.repeat, args.warmup,
-                          args.device)
+                          args.device, args.compile)
         mems = {
             m: (float('nan') if args.no_memory else peak_memory(
-                case, m, args.device))
+                case, m, args.device, args.compile))
             for m in args.methods
         }
         print(f'\n{name}: logits {case["shape"]}')

@@ -7,6 +7,7 @@ each network once, reuses the student's head logits for its own task losses
 and for distillation, and returns one loss dict. Everything that is not
 training (``predict``/``tensor`` modes, checkpoints) is the student alone.
 """
+import contextlib
 import warnings
 from abc import abstractmethod
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -26,7 +27,14 @@ from .state_dict_hooks import (route_loaded_keys_hook,
 from .teacher_ensemble import TeacherEnsemble, expand_teachers, teacher_label
 from .utils import ModelSpec, load_model_cfg, load_teacher_checkpoint
 
-_AUTOCAST_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16}
+# teacher_autocast choices: None = the ambient autocast ('inherit'),
+# False = fp32 (autocast off), else the autocast dtype.
+_AUTOCAST_DTYPES = {
+    'inherit': None,
+    'float32': False,
+    'float16': torch.float16,
+    'bfloat16': torch.bfloat16
+}
 
 
 class BaseDistiller(BaseModel):
@@ -61,8 +69,15 @@ class BaseDistiller(BaseModel):
             iterations (``min((iter + 1) / warmup_iters, 1)``); 0 disables.
         warmup_epochs: The same by epoch, epochs counted from 1 as in the
             reference; exclusive with ``warmup_iters``.
-        teacher_autocast: ``'float16'``/``'bfloat16'`` to run the teacher
-            under autocast, or ``None`` for its parameters' dtype.
+        teacher_autocast: Precision of the teacher's forward.
+            ``'inherit'`` (default): the ambient autocast, so under
+            ``--amp`` the teacher runs in the same mixed precision as the
+            student (on a GPU several times faster than fp32; its logits
+            are then fp16/bf16, ties in its top-k become likelier, and the
+            losses still compute in fp32). ``'float32'``: autocast off, full
+            precision whatever the student uses (the previous behaviour,
+            also ``None``). ``'float16'``/``'bfloat16'``: that autocast
+            dtype, even without ``--amp``.
         checkpoint_teacher: Also store the teacher in checkpoints (prefix
             ``teacher.``). By default checkpoints hold the student only, with
             plain host keys, so they load into the host's own tools.
@@ -89,7 +104,7 @@ class BaseDistiller(BaseModel):
                  head_weights: Optional[Dict[str, float]] = None,
                  warmup_iters: int = 0,
                  warmup_epochs: int = 0,
-                 teacher_autocast: Optional[str] = None,
+                 teacher_autocast: Optional[str] = 'inherit',
                  checkpoint_teacher: bool = False,
                  allow_untrained_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
@@ -145,10 +160,11 @@ class BaseDistiller(BaseModel):
         self._ensemble = ensemble
         self.checkpoint_teacher = checkpoint_teacher
 
-        if teacher_autocast is not None and \
-                teacher_autocast not in _AUTOCAST_DTYPES:
+        if teacher_autocast is None:  # the former default: full precision
+            teacher_autocast = 'float32'
+        if teacher_autocast not in _AUTOCAST_DTYPES:
             raise ValueError(
-                f'teacher_autocast must be one of {sorted(_AUTOCAST_DTYPES)} '
+                f'teacher_autocast must be one of {list(_AUTOCAST_DTYPES)} '
                 f'or None, got {teacher_autocast!r}')
         self.teacher_autocast = teacher_autocast
 
@@ -365,10 +381,12 @@ class BaseDistiller(BaseModel):
         return self.student._forward(inputs, data_samples)
 
     def _teacher_autocast(self, inputs: Tensor):
-        if self.teacher_autocast is None:
+        dtype = _AUTOCAST_DTYPES[self.teacher_autocast]
+        if dtype is None:
+            return contextlib.nullcontext()
+        if dtype is False:
             return torch.autocast(inputs.device.type, enabled=False)
-        return torch.autocast(
-            inputs.device.type, dtype=_AUTOCAST_DTYPES[self.teacher_autocast])
+        return torch.autocast(inputs.device.type, dtype=dtype)
 
     # ------------------------------------------------------------------
     # the teacher follows device/dtype moves but never leaves eval mode

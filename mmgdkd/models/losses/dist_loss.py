@@ -8,6 +8,7 @@ from torch import Tensor
 from mmgdkd.registry import register_model
 from .utils import (check_non_negative, check_positive, no_autocast,
                     prepare_logits)
+from .validation import check_finite_teacher
 
 
 def _pearson(a: Tensor, b: Tensor, dim, weight: Optional[Tensor],
@@ -105,6 +106,7 @@ class DISTLoss(nn.Module):
         """
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
+        check_finite_teacher(batch.teacher)
         with no_autocast(batch.student):
             student = batch.student
             if student.dtype != torch.float64:

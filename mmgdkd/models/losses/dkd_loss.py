@@ -8,7 +8,7 @@ from mmgdkd.registry import register_model
 from .functional import LabelGroup, decoupled_kl
 from .logit_standardization import check_flag, standardize_batch
 from .utils import (check_non_negative, check_positive, no_autocast,
-                    prepare_logits)
+                    prepare_logits, report_backend_once)
 
 
 @register_model
@@ -30,11 +30,11 @@ class DKDLoss(nn.Module):
         temperature (float): ``T``.
         ignore_index (int | None): Label of rows to exclude.
         loss_weight (float): Global factor.
+        loss_name (str): Name of the loss in the log.
         logit_standardization (bool): Z-score each row of both logits over
             the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
-        loss_name (str): Name of the loss in the log.
 
     ``last_components`` holds detached fp32 ``tckd`` and ``nckd`` (unweighted
     means times ``T^2``): ``loss == loss_weight*(alpha*tckd + beta*nckd)``.
@@ -65,9 +65,10 @@ class DKDLoss(nn.Module):
         self.ignore_index = ignore_index
         self.loss_weight = check_non_negative('loss_weight', loss_weight)
         self._loss_name = loss_name
+        self.last_components: Dict[str, Tensor] = {}
         self.logit_standardization = check_flag(
             'logit_standardization', logit_standardization)
-        self.last_components: Dict[str, Tensor] = {}
+        report_backend_once()
 
     def forward(self,
                 student_logits: Tensor,
@@ -84,26 +85,22 @@ class DKDLoss(nn.Module):
             raise ValueError('DKDLoss needs the target (labels), got None')
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
-        num_classes = batch.student.shape[1]
+        if self.logit_standardization:
+            with no_autocast(batch.student):
+                batch = standardize_batch(batch)
         labels = batch.labels
         if batch.valid is not None:
             labels = labels.masked_fill(~batch.valid, 0)  # any valid class
-        wrong = (labels < 0) | (labels >= num_classes)
-        if bool(wrong.any()):
-            raise ValueError(
-                f'target values must be in [0, {num_classes}) or '
-                f'ignore_index={self.ignore_index}, got '
-                f'{int(labels[wrong][0])}')
-        with no_autocast(batch.student):
-            if self.logit_standardization:
-                batch = standardize_batch(batch)
-            # {label} is a singleton: no within term (weight None).
-            loss, parts = decoupled_kl(
-                batch.student, batch.teacher, LabelGroup(labels), self.alpha,
-                [None, self.beta], self.temperature, 'forward', batch.valid,
-                self.loss_weight)
-        self.last_components = dict(tckd=parts[0], nckd=parts[2])
-        return loss
+        # {label} is a singleton: no within term (weight None). Labels
+        # outside [0, C) are refused by decoupled_kl.
+        result = decoupled_kl(
+            batch.student, batch.teacher, groups=LabelGroup(labels),
+            weights=(None, self.beta), w0=self.alpha,
+            temperature=self.temperature, valid=batch.valid,
+            loss_weight=self.loss_weight)
+        self.last_components = dict(tckd=result.high,
+                                    nckd=result.within[1])
+        return result.loss
 
     @property
     def loss_name(self) -> str:

@@ -1,15 +1,16 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch.nn as nn
 from torch import Tensor
 
 from mmgdkd.registry import register_model
-from .functional import KL_TYPES, TopK, adaptive_topk_mask, decoupled_kl
+from .decoupled import KL_TYPES, decoupled_kl
 from .logit_standardization import check_flag, standardize_batch
+from .partitions import TopK, adaptive_group_ids
 from .utils import (check_below_classes, check_choice, check_int,
                     check_non_negative, check_positive, no_autocast,
-                    prepare_logits)
+                    prepare_logits, report_backend_once)
 
 STRATEGIES = ('topk', 'adaptive', 'topk3', 'worst')
 
@@ -48,11 +49,11 @@ class GDKDLoss(nn.Module):
         loss_weight (float): Global factor.
         ratio (float): Jump ratio of ``'adaptive'``.
         max_k (int, optional): Cap on the adaptive k; ``None`` means ``C-1``.
+        loss_name (str): Name of the loss in the log.
         logit_standardization (bool): Z-score each row of both logits over
             the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
-        loss_name (str): Name of the loss in the log.
 
     After each forward, ``last_components`` holds detached fp32 scalars
     ``high``, ``low_top``, ``low_other``: the unweighted means over valid
@@ -95,9 +96,10 @@ class GDKDLoss(nn.Module):
         self.ratio = check_positive('ratio', ratio)
         self.max_k = None if max_k is None else check_int('max_k', max_k)
         self._loss_name = loss_name
+        self.last_components: Dict[str, Tensor] = {}
         self.logit_standardization = check_flag(
             'logit_standardization', logit_standardization)
-        self.last_components: Dict[str, Tensor] = {}
+        report_backend_once()
 
     def check_num_classes(self, num_classes: int) -> None:
         """ValueError unless the options fit ``C`` classes (the distillers
@@ -108,26 +110,25 @@ class GDKDLoss(nn.Module):
         else:
             check_below_classes('k', self.k, num_classes)
 
-    def _partition(self, teacher: Tensor, span: float
-                   ) -> Tuple[Union[TopK, List[Tensor]], List[Optional[float]]]:
-        """Partition of the teacher ``(N, C, L)`` (a :class:`TopK` spec, or
-        masks for ``'adaptive'``) and the per-group weights."""
+    def _partition(
+        self, teacher: Tensor
+    ) -> Tuple[Union[TopK, Tensor], Tuple[Optional[float], ...]]:
+        """Partition of the teacher ``(N, C, L)`` (a :class:`TopK`, or group
+        ids for ``'adaptive'``) and the per-group weights."""
         num_classes = teacher.shape[1]
         if self.strategy == 'adaptive':
             max_k = num_classes - 1 if self.max_k is None else self.max_k
             check_below_classes('max_k', max_k, num_classes)
-            mask = adaptive_topk_mask(teacher, self.temperature, self.ratio,
-                                      max_k)
-            return [mask], [self.w1, self.w2]
+            ids = adaptive_group_ids(teacher, self.temperature, self.ratio,
+                                     max_k)
+            return ids, (self.w1, self.w2)
         check_below_classes('k', self.k, num_classes)
         if self.strategy == 'topk3':
             # top-1 is a singleton: no within term (weight None).
-            return TopK(self.k, split_top1=True, span=span), \
-                [None, self.w1, self.w2]
-        partition = TopK(
-            self.k, largest=self.strategy != 'worst', span=span)
+            return TopK(self.k, split_top1=True), (None, self.w1, self.w2)
+        partition = TopK(self.k, largest=self.strategy != 'worst')
         # k = 1: the top group is a singleton, low_top is exactly 0.
-        return partition, [self.w1 if self.k > 1 else None, self.w2]
+        return partition, (self.w1 if self.k > 1 else None, self.w2)
 
     def forward(self,
                 student_logits: Tensor,
@@ -143,18 +144,19 @@ class GDKDLoss(nn.Module):
         """
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
-        with no_autocast(batch.student):
-            if self.logit_standardization:
+        if self.logit_standardization:
+            with no_autocast(batch.student):
                 batch = standardize_batch(batch)
-            partition, weights = self._partition(batch.teacher, batch.span)
-            loss, parts = decoupled_kl(batch.student, batch.teacher, partition,
-                                       self.w0, weights, self.temperature,
-                                       self.kl_type, batch.valid,
-                                       self.loss_weight)
-        # parts = [high, (within top-1,) within top group, within rest]
+        partition, weights = self._partition(batch.teacher)
+        result = decoupled_kl(
+            batch.student, batch.teacher, groups=partition, weights=weights,
+            w0=self.w0, temperature=self.temperature, kl_type=self.kl_type,
+            valid=batch.valid, loss_weight=self.loss_weight)
+        # within = [(top-1,) top group, rest]
         self.last_components = dict(
-            high=parts[0], low_top=parts[-2], low_other=parts[-1])
-        return loss
+            high=result.high, low_top=result.within[-2],
+            low_other=result.within[-1])
+        return result.loss
 
     @property
     def loss_name(self) -> str:

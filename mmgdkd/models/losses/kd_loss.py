@@ -7,7 +7,8 @@ from torch import Tensor
 from mmgdkd.registry import register_model
 from .functional import decoupled_kl
 from .logit_standardization import check_flag, standardize_batch
-from .utils import check_non_negative, check_positive, prepare_logits
+from .utils import (check_non_negative, check_positive, no_autocast,
+                    prepare_logits, report_backend_once)
 
 
 @register_model
@@ -22,11 +23,11 @@ class KDLoss(nn.Module):
         temperature (float): ``T``.
         ignore_index (int | None): Label of rows to exclude.
         loss_weight (float): Global factor.
+        loss_name (str): Name of the loss in the log.
         logit_standardization (bool): Z-score each row of both logits over
             the classes first (LS, docs/losses.md; pixel-wise for
             segmentation), see
             :mod:`~mmgdkd.models.losses.logit_standardization`.
-        loss_name (str): Name of the loss in the log.
 
     Shapes: as :class:`GDKDLoss`; the target is optional.
     """
@@ -48,6 +49,7 @@ class KDLoss(nn.Module):
         self._loss_name = loss_name
         self.logit_standardization = check_flag(
             'logit_standardization', logit_standardization)
+        report_backend_once()
 
     def forward(self,
                 student_logits: Tensor,
@@ -64,11 +66,11 @@ class KDLoss(nn.Module):
         batch = prepare_logits(student_logits, teacher_logits, target,
                                self.ignore_index)
         if self.logit_standardization:
-            batch = standardize_batch(batch)
-        loss, _ = decoupled_kl(batch.student, batch.teacher, None, 0.0,
-                               [1.0], self.temperature, 'forward',
-                               batch.valid, self.loss_weight)
-        return loss
+            with no_autocast(batch.student):
+                batch = standardize_batch(batch)
+        return decoupled_kl(
+            batch.student, batch.teacher, temperature=self.temperature,
+            valid=batch.valid, loss_weight=self.loss_weight).loss
 
     @property
     def loss_name(self) -> str:

@@ -72,13 +72,9 @@ def standardize_batch(batch: BatchT) -> BatchT:
 
     ``batch`` is the named tuple of
     :func:`~mmgdkd.models.losses.utils.prepare_logits` (fields ``student``
-    and ``teacher``, ``(N, C, L)``, and the teacher's ``span``); the span is
-    replaced by :func:`standardized_span_bound`. Labels and the valid mask
-    are unchanged.
+    and ``teacher``, ``(N, C, L)``). Labels and the valid mask are
+    unchanged.
     """
-    student = standardize_logits(batch.student, dim=1)
-    teacher = standardize_logits(batch.teacher, dim=1)
     return batch._replace(
-        student=student,
-        teacher=teacher,
-        span=standardized_span_bound(teacher.shape[1]))
+        student=standardize_logits(batch.student, dim=1),
+        teacher=standardize_logits(batch.teacher, dim=1))

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .functional import to_compute_dtype
+from .native import native_status
+from .partitions import to_compute_dtype
 
 
 def check_positive(name: str, value: float) -> float:
@@ -51,10 +52,23 @@ def check_below_classes(name: str, value: int, num_classes: int) -> None:
 
 
 def no_autocast(tensor: Tensor) -> torch.autocast:
-    """Context that disables autocast on ``tensor``'s device: partitions and
-    losses are computed in fp32 (docs/losses.md: under fp16/bf16 autocast
-    the loss is computed in fp32)."""
+    """Context that disables autocast on ``tensor``'s device (losses are
+    computed in fp32; docs/losses.md, "Validation and mixed precision")."""
     return torch.autocast(tensor.device.type, enabled=False)
+
+
+def report_backend_once() -> None:
+    """Log once per process which backend the losses use (a silent
+    fallback to the slower pure-torch path would otherwise go unnoticed)."""
+    global _reported
+    if _reported:
+        return
+    _reported = True
+    from mmengine.logging import print_log
+    print_log(f'mmgdkd losses: {native_status()}', logger='current')
+
+
+_reported = False
 
 
 def flatten_logits(student: Tensor,
@@ -120,35 +134,27 @@ def flatten_target(target: Tensor, num_rows: int,
 class LogitBatch(NamedTuple):
     """Flattened, validated inputs of a loss (see :func:`prepare_logits`)."""
     student: Tensor  # (N, C, L)
-    teacher: Tensor  # (N, C, L), fp32 (float64 stays)
+    teacher: Tensor  # (N, C, L), fp32 (float64 stays), detached
     labels: Optional[Tensor]  # (N, L) int64
     valid: Optional[Tensor]  # (N, L) bool, None = every row counts
-    span: float  # max - min of the teacher logits
 
 
 def prepare_logits(student: Tensor,
                    teacher: Tensor,
                    target: Optional[Tensor] = None,
                    ignore_index: Optional[int] = None) -> LogitBatch:
-    """Flatten a logit pair, resize teacher and target, check the teacher.
+    """Flatten a logit pair, resize teacher and target; no host sync.
 
-    Teacher logits with NaN or inf raise ValueError: the partition would be
-    garbage. One ``aminmax`` pass checks it (NaN propagates through min and
-    max) and gives the span the top-k needs; ``torch.isfinite(t).all()``
-    costs several times more on CPU. Student logits are not checked: an
-    overflowing fp16 student under AMP must reach the grad scaler as inf,
-    which then skips the step.
+    Values (a non-finite teacher, label ranges) are checked by
+    :func:`~mmgdkd.models.losses.decoupled.decoupled_kl`. Student logits
+    are not checked: an overflowing fp16 student under AMP must reach the
+    grad scaler as inf, which then skips the step.
     """
     student, teacher, spatial = flatten_logits(student, teacher)
     teacher = to_compute_dtype(teacher.detach())
-    lo, hi = torch.aminmax(teacher)
-    lo, hi = float(lo), float(hi)
-    if not (abs(lo) < float('inf') and abs(hi) < float('inf')):
-        raise ValueError(f'teacher logits must be finite, got min={lo}, '
-                         f'max={hi}')
     labels = valid = None
     if target is not None:
         labels = flatten_target(target, student.shape[0], spatial)
         if ignore_index is not None:
             valid = labels != ignore_index
-    return LogitBatch(student, teacher, labels, valid, hi - lo)
+    return LogitBatch(student, teacher, labels, valid)

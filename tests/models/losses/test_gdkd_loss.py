@@ -203,9 +203,10 @@ def test_chain_rule_recovers_kd():
     for i in range(4):
         s, t = zs[i:i + 1, :, None], zt[i:i + 1, :, None]
         mask = masks[0][i:i + 1, :, None]
-        gdkd, _ = decoupled_kl(s, t, [mask], 1.0,
-                               [float(bt1[i]), float(bt2[i])], T)
-        kd, _ = decoupled_kl(s, t, None, 0.0, [1.0], T)
+        gdkd = decoupled_kl(s, t, groups=[mask], w0=1.0,
+                            weights=[float(bt1[i]), float(bt2[i])],
+                            temperature=T).loss
+        kd = decoupled_kl(s, t, temperature=T).loss
         torch.testing.assert_close(gdkd, kd, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(kd, kl[i] * T**2)
 
@@ -243,8 +244,9 @@ def test_gradcheck(kl_type, groups):
     }[groups]
 
     def fn(s):
-        return decoupled_kl(s, zt, masks, 0.6, weights, 1.7, kl_type, valid,
-                            1.1)[0]
+        return decoupled_kl(s, zt, groups=masks, w0=0.6, weights=weights,
+                            temperature=1.7, kl_type=kl_type, valid=valid,
+                            loss_weight=1.1).loss
 
     assert torch.autograd.gradcheck(fn, (zs, ))
 
@@ -465,8 +467,9 @@ def test_group_ids_equal_masks():
     zs, zt = logits(3, 8, 4, seed=32), logits(3, 8, 4, seed=33)
     top, top1 = topk_masks(zt, 3, with_top1=True)
     ids = (2 - top - top1).long()  # 0 = top-1, 1 = top-2..3, 2 = rest
-    a = decoupled_kl(zs, zt, ids, 0.5, [None, 1.0, 2.0], 2.0)
-    b = decoupled_kl(zs, zt, [top1, top - top1], 0.5, [None, 1.0, 2.0], 2.0)
+    kwargs = dict(w0=0.5, weights=[None, 1.0, 2.0], temperature=2.0)
+    a = decoupled_kl(zs, zt, groups=ids, **kwargs)
+    b = decoupled_kl(zs, zt, groups=[top1, top - top1], **kwargs)
     torch.testing.assert_close(a, b)
     # A student that does not need grad takes the loss-only path.
-    assert not a[0].requires_grad
+    assert not a.loss.requires_grad

@@ -12,7 +12,7 @@ from test_gdkd_loss import logits, ref_gdkd, run
 
 import mmgdkd  # noqa: F401  (registers the losses)
 from mmgdkd.models.losses import (DKDLoss, GDKDLoss, KDLoss, LabelGroup,
-                                  TopK, decoupled_kl, functional)
+                                  TopK, decoupled, decoupled_kl, native)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get('MMGDKD_NATIVE', '1') == '0',
@@ -22,14 +22,14 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def torch_path(monkeypatch):
     """Run the losses on the pure-torch path."""
-    monkeypatch.setattr(functional, '_native', None)
+    monkeypatch.setenv('MMGDKD_NATIVE', '0')
 
 
 def both_paths(loss_fn, zs, zt, target=None, monkeypatch=None):
     """(loss, grad) by the kernel and by the torch path, float32."""
     native = run(loss_fn, zs.float(), zt.float(), target)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(functional, '_native', None)
+        mp.setenv('MMGDKD_NATIVE', '0')
         reference = run(loss_fn, zs.float(), zt.float(), target)
     return native, reference
 
@@ -46,7 +46,7 @@ def assert_same(native, reference, rtol=2e-5, atol=1e-6):
 def test_native_is_built():
     # `make` / `pip install -e .` build the kernel; a failed build installs
     # anyway (pure-torch fallback), so it is caught here.
-    assert functional.native_available(), (
+    assert native.native_available(), (
         'the native loss kernel is not built: install a C++ compiler and '
         're-run `pip install -e .`, or set MMGDKD_NATIVE=0 to test the '
         'pure-torch path only')
@@ -101,10 +101,10 @@ def test_functional_partitions_and_masks_agree():
     for spec, masks, weights in ((TopK(4), [top], [1.0, 2.0]),
                                  (LabelGroup(labels), [one_hot],
                                   [None, 3.0])):
-        a, parts_a = decoupled_kl(zs, zt, spec, 0.5, weights, 2.0)
-        b, parts_b = decoupled_kl(zs, zt, masks, 0.5, weights, 2.0)
+        kwargs = dict(w0=0.5, weights=weights, temperature=2.0)
+        a = decoupled_kl(zs, zt, groups=spec, **kwargs)
+        b = decoupled_kl(zs, zt, groups=masks, **kwargs)
         torch.testing.assert_close(a, b)
-        torch.testing.assert_close(parts_a, parts_b)
 
 
 def test_exact_fallback_when_a_group_underflows():
@@ -139,15 +139,16 @@ def test_ties_keep_exactly_k_lowest_index_first():
     top = torch.zeros_like(zt, dtype=torch.double).scatter_(
         1, order[:, :3], 1.0)
     loss, _ = run(GDKDLoss(k=3, w0=1.0, w1=1.0, w2=2.0), zs, zt)
-    ref, _ = decoupled_kl(zs.double().flatten(2), zt.double().flatten(2),
-                          [top.flatten(2)], 1.0, [1.0, 2.0])
+    ref = decoupled_kl(zs.double().flatten(2), zt.double().flatten(2),
+                       groups=[top.flatten(2)], w0=1.0,
+                       weights=[1.0, 2.0]).loss
     torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-7)
     # Three groups: top-1 is the first maximal class.
     first = torch.zeros_like(top).scatter_(1, order[:, :1], 1.0)
     loss3, _ = run(GDKDLoss(k=3, strategy='topk3'), zs, zt)
-    ref3, _ = decoupled_kl(zs.double().flatten(2), zt.double().flatten(2),
-                           [first.flatten(2), (top - first).flatten(2)], 1.0,
-                           [None, 1.0, 2.0])
+    ref3 = decoupled_kl(zs.double().flatten(2), zt.double().flatten(2),
+                        groups=[first.flatten(2), (top - first).flatten(2)],
+                        w0=1.0, weights=[None, 1.0, 2.0]).loss
     torch.testing.assert_close(loss3.double(), ref3, rtol=1e-5, atol=1e-7)
 
 
@@ -193,29 +194,41 @@ def test_low_precision_inputs_use_the_kernel_in_fp32(dtype):
 
 
 def test_stale_or_disabled_build_falls_back(monkeypatch):
-    module = functional._native
-    monkeypatch.setattr(module, 'VERSION', functional._NATIVE_VERSION + 1)
+    module = native.native_module()
+    monkeypatch.setattr(module, 'VERSION', native._NATIVE_VERSION + 1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        assert functional._load_native() is None
+        assert native._load().module is None
     assert any('stale' in str(w.message) for w in caught)
-    monkeypatch.setattr(module, 'VERSION', functional._NATIVE_VERSION)
+    monkeypatch.setattr(module, 'VERSION', native._NATIVE_VERSION)
+    monkeypatch.setattr(module, 'MODES', ('whole', 'label'))
+    assert 'stale' in native._load().reason
+    monkeypatch.undo()
+    assert native._load().module is module
+    # MMGDKD_NATIVE is read at call time, not at import.
+    zs, zt = logits(2, 5, 8, seed=30).float(), logits(2, 5, 8, seed=31)
+    calls = []
+    monkeypatch.setattr(decoupled, 'native_forward',
+                        lambda *args: calls.append(args))
     monkeypatch.setenv('MMGDKD_NATIVE', '0')
-    assert functional._load_native() is None
+    assert 'disabled by MMGDKD_NATIVE=0' in native.native_status()
+    decoupled_kl(zs, zt.float())
+    assert not calls and not native.native_available()
     monkeypatch.delenv('MMGDKD_NATIVE')
-    assert functional._load_native() is module
+    assert native.native_available()
+    assert native.native_status().startswith('native CPU kernel')
 
 
 def test_kernel_rejects_bad_arguments():
     s = torch.zeros(1, 4, 16)
     with pytest.raises(ValueError, match='bad arguments'):
-        functional._native.forward(s.data_ptr(), s.data_ptr(), 0, 0, 0, 0, 1,
-                                   4, 16, 2, 4, 2, 1.0, 1.0, 1.0, 0.0,
-                                   [1.0, 1.0], [1.0, 1.0], 1.0, 1)
+        native.native_module().forward(
+            s.data_ptr(), s.data_ptr(), 0, 0, 0, 0, 1, 4, 16, 2, 4, 2, 1.0,
+            1.0, 1.0, 0.0, [1.0, 1.0], [1.0, 1.0], 1.0, 1)
 
 
 def test_torch_path_fixture_disables_kernel(torch_path):
-    assert not functional.native_available()
+    assert not native.native_available()
 
 
 def test_calls_the_kernel_cannot_take_go_to_the_torch_path():
@@ -228,12 +241,12 @@ def test_calls_the_kernel_cannot_take_go_to_the_torch_path():
         (zs, zt.float(), LabelGroup(labels.int()), [None, 2.0]),  # int32
     ]
     for student, teacher, partition, weights in calls:
-        native = decoupled_kl(student, teacher, partition, 0.5, weights)
+        kwargs = dict(groups=partition, w0=0.5, weights=weights)
+        kernel = decoupled_kl(student, teacher, **kwargs)
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(functional, '_native', None)
-            reference = decoupled_kl(student, teacher.float(), partition,
-                                     0.5, weights)
-        for a, b in zip(native, reference):
+            mp.setenv('MMGDKD_NATIVE', '0')
+            reference = decoupled_kl(student, teacher.float(), **kwargs)
+        for a, b in zip(kernel, reference):
             torch.testing.assert_close(a.float(), b, rtol=1e-5, atol=1e-6)
 
 

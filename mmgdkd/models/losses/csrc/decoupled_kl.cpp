@@ -24,8 +24,14 @@
 // gradient NaN (as in the torch path), so that AMP's grad scaler sees it.
 //
 // Plain C++17 and the CPython API only (no torch headers): it builds in
-// seconds and runs on any CPU; on x86-64 the hot loops are also compiled for
-// AVX2 and AVX-512 and picked at load time (``target_clones``).
+// seconds and runs on any CPU; on x86-64 with GCC >= 12 (setup.py probes the
+// compiler and defines MMGDKD_TARGET_CLONES) the hot loops are also compiled
+// for AVX2 and AVX-512 and picked at load time (``target_clones``).
+//
+// Errors: no C++ exception leaves the module. ``std::bad_alloc`` (scratch
+// buffers) becomes MemoryError, anything else (e.g. ``std::system_error``
+// from ``std::thread``) RuntimeError; a worker thread's exception is carried
+// to the caller.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -33,16 +39,22 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <new>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
 namespace {
 
-constexpr int kVersion = 1;    // checked by the Python side against stale builds
+constexpr int kVersion = 2;    // checked by the Python side against stale builds
 constexpr int kBlock = 16;     // rows per block: one AVX-512 register of floats
 constexpr int kMaxGroups = 4;  // partitions with more groups use the torch path
 
+// The same list as ``Mode`` in native.py (exported as MODES and compared at
+// load time).
 enum Mode : int {
   kWhole = 0,    // one group (KD)
   kLabel = 1,    // {label} / rest (DKD)
@@ -67,28 +79,39 @@ struct Params {
   float wr[kMaxGroups];    // rev * weight of D per group
   float active[kMaxGroups];  // 1 where the group's D is computed
   float grad_scale;        // loss_weight * T / n_valid
+  float tiny;              // group sums below this take the exact path
 };
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(MMGDKD_TARGET_CLONES)
 #define MMGDKD_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MMGDKD_CLONES
 #endif
+#if defined(_MSC_VER)
+#define MMGDKD_INLINE __forceinline
+#define MMGDKD_SIMD
+#else
 #define MMGDKD_INLINE inline __attribute__((always_inline))
 // Loops across the rows of a block are vectorised (-fopenmp-simd; no
 // OpenMP runtime is linked).
 #define MMGDKD_SIMD _Pragma("omp simd")
+#endif
+
+// Below this exp(x) is subnormal: such terms count as exactly 0.
+constexpr float kExpMin = -87.33654475f;  // log(FLT_MIN)
 
 // exp for x <= 0 (arguments are shifted by a maximum), branch-free so that
 // it vectorises: Cody-Waite range reduction and the Cephes expf polynomial,
-// about 1 ulp. Below -87 the result is clamped to ~1.6e-38 instead of
-// reaching the subnormal range; such a term is at most 1.6e-38 of its group
-// sum, which holds a 1.
+// about 1 ulp. Results below FLT_MIN are exactly 0 (never subnormal, never
+// a made-up ~1e-38); NaN stays NaN. The polynomial runs on a clamped copy
+// of x (NaN -> 0 by the comparisons), so the float -> int conversion and
+// the shift below are always defined.
 MMGDKD_INLINE float exp_nonpositive(float x) {
-  x = std::max(x, -87.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
+  float xc = x > kExpMin ? x : kExpMin;  // NaN -> kExpMin
+  xc = xc < 0.0f ? xc : 0.0f;
+  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -97,19 +120,23 @@ MMGDKD_INLINE float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // n in [-126, 0]: the biased exponent is in [1, 127].
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127)
+                        << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  const float y = p * scale;
+  return x >= kExpMin ? y : (x != x ? x : 0.0f);
 }
 
 // log for normal x > 0 (group sums, in [1e-30, C]), branch-free:
 // exponent split and the Cephes logf polynomial, about 1 ulp.
 MMGDKD_INLINE float log_positive(float x) {
-  int32_t bits;
+  uint32_t bits;
   std::memcpy(&bits, &x, sizeof(bits));
-  float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
-  bits = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
+  float e = static_cast<float>(static_cast<int32_t>((bits >> 23) & 0xffu) -
+                               126);
+  bits = (bits & 0x007fffffu) | 0x3f000000u;  // mantissa in [0.5, 1)
   float m;
   std::memcpy(&m, &bits, sizeof(m));
   const bool small = m < 0.707106781186547524f;
@@ -281,7 +308,9 @@ void assign_topk_exact(const Params& p, Scratch& w) {
 
 // Exponentials below this in a group sum mean the row-max shift was too
 // far from the group's own maximum (a group ~69 nats or more below the
-// row's best class): the block is redone with group-wise shifts.
+// row's best class): the block is redone with group-wise shifts. The
+// threshold grows with C: terms below FLT_MIN count as 0, and C of them
+// must stay below 1e-7 of a group sum that is kept (see Params::tiny).
 constexpr float kTiny = 1e-30f;
 
 // Loss rows and gradient of one block once its group ids are set (REV: the
@@ -376,12 +405,12 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
     bool ok = true;
     for (int g = 0; g < G; ++g)
       for (int j = 0; j < width; ++j)
-        ok = ok && ss[g][j] >= kTiny && st[g][j] >= kTiny;
+        ok = ok && ss[g][j] >= p.tiny && st[g][j] >= p.tiny;
     if (!ok) return false;
   }
   // Per row (vectorised across the block): log group masses
   // log b(g) = log S(g) + shift(g) / T - log sum_g' (...), the loss terms
-  // and the per-group gradient coefficients. Every S(g) is in [kTiny, C].
+  // and the per-group gradient coefficients. Every S(g) is in [tiny, C].
   float lbs[G][kBlock], lbt[G][kBlock], lam[G][kBlock];
   float coef_a[G][kBlock], coef_b[G][kBlock], coef_c[G][kBlock],
       rmean[G][kBlock];
@@ -572,6 +601,8 @@ void run_blocks(const Params& p, int64_t first, int64_t last, double* acc) {
   }
 }
 
+// Splits the blocks over threads. Throws whatever a thread threw (after
+// every started thread has been joined).
 void run(const Params& p, int threads, double* totals) {
   const int64_t per_row = (p.l + kBlock - 1) / kBlock;
   const int64_t blocks = p.n * per_row;
@@ -580,21 +611,34 @@ void run(const Params& p, int threads, double* totals) {
   threads = static_cast<int>(std::max<int64_t>(
       1, std::min<int64_t>({threads, useful, blocks})));
   std::vector<double> acc(threads * (1 + kMaxGroups), 0.0);
+  std::vector<std::exception_ptr> errors(threads);
   auto work = [&](int i) {
-    const int64_t first = blocks * i / threads;
-    const int64_t last = blocks * (i + 1) / threads;
-    double* a = acc.data() + i * (1 + kMaxGroups);
-    switch (p.groups) {
-      case 1: run_blocks<1>(p, first, last, a); break;
-      case 2: run_blocks<2>(p, first, last, a); break;
-      case 3: run_blocks<3>(p, first, last, a); break;
-      default: run_blocks<4>(p, first, last, a); break;
+    try {
+      const int64_t first = blocks * i / threads;
+      const int64_t last = blocks * (i + 1) / threads;
+      double* a = acc.data() + i * (1 + kMaxGroups);
+      switch (p.groups) {
+        case 1: run_blocks<1>(p, first, last, a); break;
+        case 2: run_blocks<2>(p, first, last, a); break;
+        case 3: run_blocks<3>(p, first, last, a); break;
+        default: run_blocks<4>(p, first, last, a); break;
+      }
+    } catch (...) {
+      errors[i] = std::current_exception();
     }
   };
   std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back(work, i);
+  try {
+    pool.reserve(threads - 1);
+    for (int i = 1; i < threads; ++i) pool.emplace_back(work, i);
+  } catch (...) {
+    for (auto& th : pool) th.join();
+    throw;
+  }
   work(0);
   for (auto& th : pool) th.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
   // Fixed order: the same thread count gives the same bits.
   for (int i = 0; i < threads; ++i)
     for (int g = 0; g <= p.groups; ++g)
@@ -630,6 +674,9 @@ PyObject* py_forward(PyObject*, PyObject* args) {
   p.mode = mode; p.k = k; p.groups = groups;
   p.inv_t = inv_t; p.w0 = w0; p.fwd = fwd; p.rev = rev;
   p.grad_scale = grad_scale;
+  // C terms below FLT_MIN (counted as 0) stay below 1e-7 of a kept sum.
+  p.tiny = static_cast<float>(std::max<double>(
+      kTiny, static_cast<double>(c) * std::numeric_limits<float>::min() * 1e7));
   for (int g = 0; g < groups; ++g) {
     PyObject* wo = PySequence_GetItem(weights, g);
     PyObject* ao = PySequence_GetItem(active, g);
@@ -645,9 +692,33 @@ PyObject* py_forward(PyObject*, PyObject* args) {
     p.active[g] = static_cast<float>(ag);
   }
   double totals[1 + kMaxGroups] = {0};
+  // No exception may cross into CPython (it would abort the interpreter):
+  // caught here, turned into a Python exception once the GIL is back.
+  PyObject* error_type = nullptr;
+  const char* error_what = "";
+  std::string error_message;
   Py_BEGIN_ALLOW_THREADS
-  run(p, std::max(threads, 1), totals);
+  try {
+    run(p, std::max(threads, 1), totals);
+  } catch (const std::bad_alloc&) {
+    error_type = PyExc_MemoryError;
+    error_what = "out of memory for the scratch buffers";
+  } catch (const std::exception& exc) {
+    error_type = PyExc_RuntimeError;
+    try {
+      error_message = exc.what();
+    } catch (...) {
+    }
+    error_what = error_message.c_str();
+  } catch (...) {
+    error_type = PyExc_RuntimeError;
+    error_what = "unknown C++ exception";
+  }
   Py_END_ALLOW_THREADS
+  if (error_type != nullptr) {
+    PyErr_Format(error_type, "decoupled_kl kernel: %s", error_what);
+    return nullptr;
+  }
   PyObject* out = PyTuple_New(1 + groups);
   if (out == nullptr) return nullptr;
   for (int g = 0; g <= groups; ++g) {
@@ -678,7 +749,13 @@ PyMODINIT_FUNC PyInit__decoupled_kl_cpu(void) {
   PyObject* m = PyModule_Create(&kModule);
   if (m == nullptr) return nullptr;
   PyModule_AddIntConstant(m, "VERSION", kVersion);
-  PyModule_AddIntConstant(m, "BLOCK", kBlock);
   PyModule_AddIntConstant(m, "MAX_GROUPS", kMaxGroups);
+  PyObject* modes = Py_BuildValue("(ssssss)", "whole", "label", "topk",
+                                  "bottomk", "topk3", "group_ids");
+  if (modes == nullptr || PyModule_AddObject(m, "MODES", modes) < 0) {
+    Py_XDECREF(modes);
+    Py_DECREF(m);
+    return nullptr;
+  }
   return m;
 }
