@@ -26,9 +26,10 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .indexed import indexed_forward
 from .native import Mode, native_forward, native_module
-from .partitions import (LabelGroup, TopK, label_mask, to_compute_dtype,
-                         topk_masks)
+from .partitions import (KNOCKOUT_MAX_K, LabelGroup, TopK, label_mask, to_compute_dtype,
+                         topk_indices, topk_masks)
 from .validation import (KL_TYPES, CallConfig, Groups, checks_values,
                          poisoned, validate)
 # (share of forward KL, share of reverse KL) in the within-group divergence.
@@ -219,10 +220,14 @@ class _DecoupledKLFunction(torch.autograd.Function):
             group_w = parts.new_tensor([w or 0.0 for w in config.weights])
             loss = config.loss_weight * (config.w0 * parts[0] +
                                          (group_w * parts[1:]).sum())
-        else:
+        elif config.mode == Mode.GROUP_IDS:
             masks = _torch_masks(config, t, aux)
             loss, parts, grad = torch_forward(s, t, masks, config, valid,
                                               need_grad)
+        else:
+            index, bounds = _torch_index(config, t, aux)
+            loss, parts, grad = indexed_forward(s, t, index, bounds, config,
+                                                valid, need_grad)
         ctx.input_dtype = student.dtype
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(parts)
@@ -282,6 +287,23 @@ def _group_ids(masks: Sequence[Tensor], n_groups: int) -> Tensor:
     for g in range(len(masks) - 1, -1, -1):
         ids = torch.where(masks[g].bool(), g, ids)
     return ids
+
+
+def _torch_index(config: CallConfig, teacher: Tensor,
+                 aux: Optional[Tensor]) -> Tuple[Optional[Tensor], list]:
+    """The small groups' ``(N, K, L)`` classes for the torch path and the
+    group bounds in them (:func:`indexed_forward`)."""
+    mode = config.mode
+    if mode == Mode.WHOLE:
+        return None, [0]
+    if mode == Mode.LABEL:
+        return aux.long().unsqueeze(1), [0, 1]
+    # The teacher's top-k by knock-out inside indexed_forward (it also
+    # yields the teacher's top values and rest copy); otherwise torch.topk.
+    index = config.k if config.largest and \
+        config.k <= KNOCKOUT_MAX_K else topk_indices(teacher, config.k,
+                                                     config.largest)
+    return index, [0, 1, config.k] if mode == Mode.TOPK3 else [0, config.k]
 
 
 def _torch_masks(config: CallConfig, teacher: Tensor,

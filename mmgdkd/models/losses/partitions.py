@@ -40,14 +40,60 @@ def to_compute_dtype(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
+# Up to this k, top-k by k max passes beats ``torch.topk`` over ``dim=1`` on
+# CPU (k=3 at 8x19x32768: ~20 ms against ~60 ms, one thread).
+KNOCKOUT_MAX_K = 4
+
+
 def topk_indices(logits: Tensor, k: int, largest: bool = True) -> Tensor:
     """``(N, k, L)`` indices of each row's ``k`` largest (smallest) classes
-    of ``(N, C, L)`` logits, best first. Exact ties are resolved in
-    ``torch.topk``'s own order: deterministic (the same input gives the
-    same partition), though not always the lower class index that the
-    native kernel takes; an int64 key that would order them so cost more
-    than the top-k itself on CPU."""
-    return torch.topk(logits, k, dim=1, largest=largest).indices
+    of ``(N, C, L)`` logits, best first; of tied classes the lowest index
+    first, as a stable sort and the native kernel take them.
+
+    For small ``k``: ``k`` rounds of the row max, its lowest-index
+    position (the max of ``(C - c) * [z_c == max]``) and a knock-out to
+    ``-inf``; otherwise ``torch.topk``, whose order of exact ties is its own
+    (deterministic, not always the lowest index).
+    """
+    if k > KNOCKOUT_MAX_K:
+        return torch.topk(logits, k, dim=1, largest=largest).indices
+    # + 0.0 makes -0.0 equal to +0.0 for == below, as they compare in topk.
+    z = logits + 0.0 if largest else logits.neg()
+    return knock_out_topk(z, k, knock_last=False)[0]
+
+
+def knock_out_topk(z: Tensor, k: int, knock_last: bool = True,
+                   scratch: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """The ``k`` largest classes of ``(N, C, L)`` ``z``, lowest index first
+    among ties, by ``k`` rounds of the row max, its lowest-index position
+    (the max of ``(C - c) * [z_c == max]``) and a knock-out to ``-inf`` in
+    place on ``z`` (the last round's too if ``knock_last``).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(N, k, L)`` int64 indices and the values.
+    """
+    c = z.shape[1]
+    rank = torch.arange(c, 0, -1, device=z.device, dtype=z.dtype)
+    rank = rank.view(1, c, 1)
+    if scratch is None and not torch.compiler.is_compiling():
+        # A fresh buffer per round costs page faults on CPU; the compiled
+        # graph fuses these ops instead.
+        scratch = torch.empty_like(z)
+    indices, values = [], []
+    for i in range(k):
+        top = z.amax(1, keepdim=True)
+        if scratch is None:
+            key = torch.where(z == top, rank, 0.0)
+        else:
+            key = torch.eq(z, top, out=scratch).mul_(rank)
+        # A NaN row has no hit (key 0): clamp to a valid index; its loss is
+        # NaN anyway.
+        index = (c - key.amax(1, keepdim=True)).long().clamp_(max=c - 1)
+        indices.append(index)
+        values.append(top)
+        if knock_last or i < k - 1:
+            z.scatter_(1, index, -float('inf'))
+    return torch.cat(indices, 1), torch.cat(values, 1)
 
 
 def topk_masks(logits: Tensor,
