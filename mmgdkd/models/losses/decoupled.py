@@ -15,7 +15,9 @@ over ``dim=1`` (no permute to ``(N*H*W, C)`` rows, a full copy).
 The loss and the closed-form gradient (docs/losses.md, "The gradient") are
 computed in one forward; backward only scales the saved gradient. Two
 backends give the same numbers: the fused CPU kernel (``native.py``;
-float32 and fp16/bf16 logits on CPU) and the pure-torch path below (CUDA,
+float32 and fp16/bf16 logits on CPU) and the pure-torch path
+(``indexed.py`` for KD, DKD and top-k partitions, below for explicit
+group ids and masks; CUDA,
 float64, no kernel), which is sync-free and
 ``torch.compile(fullgraph=True)``-clean.
 
@@ -26,14 +28,13 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .indexed import KL_SHARES as _KL_SHARES
 from .indexed import indexed_forward
 from .native import Mode, native_forward, native_module
-from .partitions import (KNOCKOUT_MAX_K, LabelGroup, TopK, label_mask, to_compute_dtype,
-                         topk_indices, topk_masks)
+from .partitions import (KNOCKOUT_MAX_K, LabelGroup, TopK, label_mask,
+                         to_compute_dtype, topk_indices, topk_masks)
 from .validation import (KL_TYPES, CallConfig, Groups, checks_values,
                          poisoned, validate)
-# (share of forward KL, share of reverse KL) in the within-group divergence.
-_KL_SHARES = {'forward': (1.0, 0.0), 'reverse': (0.0, 1.0), 'both': (0.5, 0.5)}
 # Added to the log-probabilities outside a group: exp() of it is exactly 0
 # in float32 and float64, and it stays finite (no 0 * inf in products).
 _OUTSIDE = -1e30

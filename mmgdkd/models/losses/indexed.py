@@ -5,10 +5,11 @@ KD (one group), DKD ({label} / rest) and GDKD / GDKD3 (teacher top-k, split
 or not, / rest) have small groups named by ``(N, k, L)`` class indices and
 one large rest group. The small groups are computed on ``(N, k, L)``
 gathered logits; the rest group on one full-size copy per side in which
-the small groups' entries are set to -1e30 (``exp`` of it is exactly 0 and
-it stays finite), so the whole loss and its closed-form gradient cost a few
-full-size passes, as KD does. Every group is shifted by its own max, so a
-tiny rest mass keeps its precision (docs/losses.md).
+the small groups' entries are knocked out (-1e30 for the max, 0 for
+``exp``, whose result is then zeroed there), so the loss and its
+closed-form gradient cost a few full-size passes more than KD. Every group
+is shifted by its own max, so a tiny rest mass keeps its precision
+(docs/losses.md).
 
 Sync-free and ``torch.compile(fullgraph=True)``-clean. This file imports
 nothing from the OpenMMLab stack.
@@ -27,6 +28,8 @@ _KNOCKED = -1e30
 
 # (share of forward KL, share of reverse KL) in the within-group divergence.
 KL_SHARES = {'forward': (1.0, 0.0), 'reverse': (0.0, 1.0), 'both': (0.5, 0.5)}
+
+
 def _restricted(z: Tensor, knocked: Optional[Tensor],
                 out: Optional[Tensor] = None
                 ) -> Tuple[Tensor, Tensor, Tensor]:
@@ -128,8 +131,8 @@ def indexed_forward(student: Tensor, teacher: Tensor, index: Optional[Tensor],
     lpt, pt, lse_rt = _restricted(zt, knocked, out=scratch)
     del knocked
     if index is not None:
-        lse_s, lse_t = torch.cat([lse_s, lse_rs], 1), torch.cat([lse_t, lse_rt],
-                                                                 1)
+        lse_s = torch.cat([lse_s, lse_rs], 1)
+        lse_t = torch.cat([lse_t, lse_rt], 1)
     else:
         lse_s, lse_t = lse_rs, lse_rt
     # Group log-masses log b(g) = lse_g - logsumexp_g' lse_g', (N, G, L).
