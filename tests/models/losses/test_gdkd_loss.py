@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import mmgdkd  # noqa: F401  (registers the losses)
 from mmgdkd.models.losses import (GDKDLoss, adaptive_k, decoupled_kl,
                                   topk_masks)
+from mmgdkd.models.losses.partitions import topk_indices
 
 NINF = float('-inf')
 
@@ -341,6 +342,22 @@ def test_topk_mask_matches_torch_topk():
         zt = logits(*shape, seed=27).float()
         ref = torch.zeros_like(zt).scatter_(1, zt.topk(k, 1).indices, 1.0)
         assert torch.equal(topk_masks(zt, k)[0], ref)
+
+
+def test_topk_indices_order_and_ties():
+    # k <= 4: knock-out rounds, best first, tied classes lowest index first
+    # (a stable sort's order, as the native kernel takes them); -0.0 ties
+    # +0.0. Larger k: torch.topk (exactly k members).
+    zt = torch.randint(-2, 3, (2, 19, 7)).float()
+    zt[0, :, 0] = torch.tensor([0.0, -0.0] * 9 + [0.0])
+    for k in (1, 3, 4):
+        for largest in (True, False):
+            order = zt.sort(dim=1, descending=largest, stable=True).indices
+            assert torch.equal(topk_indices(zt, k, largest), order[:, :k])
+    assert torch.equal(topk_indices(zt.double(), 3), zt.double().sort(
+        dim=1, descending=True, stable=True).indices[:, :3])
+    top = torch.zeros_like(zt).scatter_(1, topk_indices(zt, 6), 1.0)
+    assert (top.sum(1) == 6).all()
 
 
 def test_adaptive_k_convention():
