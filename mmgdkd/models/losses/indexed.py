@@ -53,19 +53,29 @@ def _restricted(z: Tensor, knocked: Optional[Tensor],
     return z.sub_(log_total), exp.div_(total), top + log_total
 
 
+def _lse(x: Tensor) -> Tensor:
+    """Logsumexp over ``dim=1`` of a small ``(N, K, L)`` tensor, keepdim:
+    fewer ops than ``torch.logsumexp`` (no special case for infinite
+    maxima; non-finite logits give a non-finite loss either way)."""
+    if x.shape[1] == 1:
+        return x
+    top = x.amax(1, keepdim=True)
+    return top + (x - top).exp_().sum(1, keepdim=True).log_()
+
+
 def _small(z: Tensor, bounds: Sequence[int]) -> Tuple[Tensor, Tensor]:
     """``log p^`` ``(N, K, L)`` of gathered logits ``z`` split into groups
     at ``bounds``, and each group's logsumexp ``(N, G, L)``."""
-    lse = torch.cat([
-        torch.logsumexp(z[:, a:b], 1, keepdim=True)
-        for a, b in zip(bounds[:-1], bounds[1:])
-    ], 1)
+    lse = torch.cat([_lse(z[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])],
+                    1) if len(bounds) > 2 else _lse(z)
     return z - _spread(lse, bounds), lse
 
 
 def _spread(values: Tensor, bounds: Sequence[int]) -> Tensor:
-    """Per-group ``(N, G, L)`` values repeated over each group's members,
-    ``(N, K, L)``."""
+    """Per-group ``(N, G, L)`` values over each group's members: ``(N, K,
+    L)``, or ``(N, 1, L)`` (broadcast) for one group."""
+    if len(bounds) == 2:
+        return values[:, :1]
     return torch.cat([
         values[:, g:g + 1].expand(-1, b - a, -1)
         for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
@@ -73,6 +83,8 @@ def _spread(values: Tensor, bounds: Sequence[int]) -> Tensor:
 
 
 def _segment_sums(x: Tensor, bounds: Sequence[int]) -> Tensor:
+    if len(bounds) == 2:
+        return x.sum(1, keepdim=True)
     return torch.cat([
         x[:, a:b].sum(1, keepdim=True)
         for a, b in zip(bounds[:-1], bounds[1:])
@@ -136,8 +148,8 @@ def indexed_forward(student: Tensor, teacher: Tensor, index: Optional[Tensor],
     else:
         lse_s, lse_t = lse_rs, lse_rt
     # Group log-masses log b(g) = lse_g - logsumexp_g' lse_g', (N, G, L).
-    log_bs = lse_s - torch.logsumexp(lse_s, 1, keepdim=True)
-    log_bt = lse_t - torch.logsumexp(lse_t, 1, keepdim=True)
+    log_bs = lse_s - _lse(lse_s)
+    log_bt = lse_t - _lse(lse_t)
     bt = log_bt.exp()
     high = (bt * (log_bt - log_bs)).sum(1)  # KL(b_t || b_s), (N, L)
     n, length = high.shape
