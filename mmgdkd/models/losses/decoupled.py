@@ -31,8 +31,8 @@ from torch import Tensor
 from .indexed import KL_SHARES as _KL_SHARES
 from .indexed import indexed_forward
 from .native import Mode, native_forward, native_module
-from .partitions import (KNOCKOUT_MAX_K, LabelGroup, TopK, label_mask,
-                         to_compute_dtype, topk_indices, topk_masks)
+from .partitions import (KNOCKOUT_MAX_K, LabelGroup, TopK, to_compute_dtype,
+                         topk_indices, topk_masks)
 from .validation import (KL_TYPES, CallConfig, Groups, checks_values,
                          poisoned, validate)
 # Added to the log-probabilities outside a group: exp() of it is exactly 0
@@ -307,25 +307,10 @@ def _torch_index(config: CallConfig, teacher: Tensor,
     return index, [0, 1, config.k] if mode == Mode.TOPK3 else [0, config.k]
 
 
-def _torch_masks(config: CallConfig, teacher: Tensor,
-                 aux: Optional[Tensor]) -> list:
-    """One ``{0, 1}`` mask per group for the torch path (``[None]`` for a
-    single group, which needs none)."""
-    mode, dtype = config.mode, teacher.dtype
-    if mode == Mode.WHOLE:
-        return [None]
-    if mode == Mode.GROUP_IDS:
-        return [(aux == g).to(dtype) for g in range(len(config.weights))]
-    if mode == Mode.LABEL:
-        masks = [label_mask(aux, teacher.shape[1], dtype)]
-    else:
-        top, top1 = topk_masks(teacher, config.k, config.largest,
-                               mode == Mode.TOPK3)
-        masks = [top1, top - top1] if mode == Mode.TOPK3 else [top]
-    rest = 1.0 - masks[0]
-    for m in masks[1:]:
-        rest = rest - m
-    return masks + [rest]
+def _torch_masks(config: CallConfig, teacher: Tensor, aux: Tensor) -> list:
+    """One ``{0, 1}`` mask per group from ``(N, C, L)`` group ids (the
+    other partitions take :func:`indexed_forward`)."""
+    return [(aux == g).to(teacher.dtype) for g in range(len(config.weights))]
 
 
 def decoupled_kl(student: Tensor,
