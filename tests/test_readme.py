@@ -44,6 +44,14 @@ NOT_RUN = {
     'GPUS=8 bash tools/slurm_train.sh': 'needs a Slurm cluster (srun); '
     'syntax-checked here',
     'python -m pytest': 'the test suite',
+    'python tools/analysis/benchmark_losses.py --device cuda':
+    'needs a CUDA GPU (the CPU form of the same tool runs here)',
+    'python tools/analysis/benchmark_distill_step.py '
+    'configs/gdkd/pspnet_r101_r18_cityscapes.py --device cuda':
+    'needs a CUDA GPU (the CPU form of the same tool runs here)',
+    'python tools/analysis/benchmark_teacher_ensemble.py':
+    'builds two R101 teachers; tests/tools/test_ensemble_train.py runs the '
+    'tool on tiny models',
 }
 #: Real-scale numbers in the commands and what the tiny runs use instead.
 TINY = [
