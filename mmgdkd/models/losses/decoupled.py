@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .indexed import KL_SHARES as _KL_SHARES
-from .indexed import indexed_forward
+from .indexed import indexed_forward, reduce_parts
 from .native import Mode, native_forward, native_module
 from .partitions import (KNOCKOUT_MAX_K, LabelGroup, TopK, to_compute_dtype,
                          topk_indices, topk_masks)
@@ -145,30 +145,16 @@ def torch_forward(student: Tensor, teacher: Tensor, masks: Sequence[Tensor],
     log_bt = lse_t - torch.logsumexp(lse_t, 1, keepdim=True)
     bt = log_bt.exp()
     high = (bt * (log_bt - log_bs)).sum(1)  # KL(b_t || b_s), (N, L)
-    n, length = high.shape
     ps, pt = lps.exp(), lpt.exp()
     log_ratio = lpt.sub_(lps)  # log q^ - log p^ (lpt is no longer needed)
     del lpt
     # Within-group KLs (N, G, L): forward sum_g q^ log(q^/p^), reverse
     # sum_g p^ log(p^/q^); 0 for singleton groups (weight None).
-    zero = high.new_zeros(n, length)
     forward_kl = _group_sums(pt * log_ratio, masks) if fwd else None
     reverse_kl = -_group_sums(ps * log_ratio, masks) if rev else None
-    within = [
-        (fwd * forward_kl[:, g] if fwd else zero) +
-        (rev * reverse_kl[:, g] if rev else zero) if w is not None else zero
-        for g, w in enumerate(config.weights)
-    ]
-    rows = torch.stack([high] + within, 1)  # (N, 1 + G, L)
-    if valid is None:
-        n_valid = float(n * length)
-    else:
-        n_valid = valid.sum().to(rows.dtype).clamp(min=1)
-        rows = torch.where(valid.unsqueeze(1), rows, 0.0)
-    parts = rows.sum((0, 2)) * (t * t) / n_valid
+    loss, parts, n_valid = reduce_parts(high, forward_kl, reverse_kl,
+                                        config, valid)
     group_w = [w or 0.0 for w in config.weights]
-    loss = config.loss_weight * (config.w0 * parts[0] + sum(
-        w * parts[1 + g] for g, w in enumerate(group_w)))
     grad = None
     if need_grad:
         # docs/losses.md "The gradient"; member j of group g,

@@ -30,6 +30,36 @@ _KNOCKED = -1e30
 KL_SHARES = {'forward': (1.0, 0.0), 'reverse': (0.0, 1.0), 'both': (0.5, 0.5)}
 
 
+def reduce_parts(high: Tensor, forward_kl: Optional[Tensor],
+                 reverse_kl: Optional[Tensor], config: CallConfig,
+                 valid: Optional[Tensor]) -> Tuple[Tensor, Tensor, object]:
+    """The weighted loss, the parts ``[high, D_0, ..]`` (means over the
+    valid rows, times ``T^2``) and the valid-row count, from per-row
+    ``high`` ``(N, L)`` and the within-group KL sums ``(N, G, L)`` of the
+    forward / reverse share (``None`` where the share is 0); shared by the
+    indexed and the mask formulation."""
+    fwd, rev = KL_SHARES[config.kl_type]
+    t = config.temperature
+    n, length = high.shape
+    zero = high.new_zeros(n, length)
+    within = [
+        (fwd * forward_kl[:, g] if fwd else zero) +
+        (rev * reverse_kl[:, g] if rev else zero) if w is not None else zero
+        for g, w in enumerate(config.weights)
+    ]
+    rows = torch.stack([high] + within, 1)  # (N, 1 + G, L)
+    if valid is None:
+        n_valid = float(n * length)
+    else:
+        n_valid = valid.sum().to(rows.dtype).clamp(min=1)
+        rows = torch.where(valid.unsqueeze(1), rows, 0.0)
+    parts = rows.sum((0, 2)) * (t * t) / n_valid
+    group_w = [w or 0.0 for w in config.weights]
+    loss = config.loss_weight * (config.w0 * parts[0] + sum(
+        w * parts[1 + g] for g, w in enumerate(group_w)))
+    return loss, parts, n_valid
+
+
 def _restricted(z: Tensor, knocked: Optional[Tensor],
                 out: Optional[Tensor] = None
                 ) -> Tuple[Tensor, Tensor, Tensor]:
@@ -152,7 +182,6 @@ def indexed_forward(student: Tensor, teacher: Tensor, index: Optional[Tensor],
     log_bt = lse_t - _lse(lse_t)
     bt = log_bt.exp()
     high = (bt * (log_bt - log_bs)).sum(1)  # KL(b_t || b_s), (N, L)
-    n, length = high.shape
     log_ratio = lpt.sub_(lps)  # log q^ - log p^, rest group
     if index is not None:
         ps_k, pt_k = lps_k.exp(), lpt_k.exp()
@@ -171,22 +200,9 @@ def indexed_forward(student: Tensor, teacher: Tensor, index: Optional[Tensor],
 
     forward_kl = kl_sums(pt, pt_k if n_small else None) if fwd else None
     reverse_kl = -kl_sums(ps, ps_k if n_small else None) if rev else None
-    zero = high.new_zeros(n, length)
-    within = [
-        (fwd * forward_kl[:, g] if fwd else zero) +
-        (rev * reverse_kl[:, g] if rev else zero) if w is not None else zero
-        for g, w in enumerate(config.weights)
-    ]
-    rows = torch.stack([high] + within, 1)  # (N, 1 + G, L)
-    if valid is None:
-        n_valid = float(n * length)
-    else:
-        n_valid = valid.sum().to(rows.dtype).clamp(min=1)
-        rows = torch.where(valid.unsqueeze(1), rows, 0.0)
-    parts = rows.sum((0, 2)) * (t * t) / n_valid
+    loss, parts, n_valid = reduce_parts(high, forward_kl, reverse_kl,
+                                        config, valid)
     group_w = [w or 0.0 for w in config.weights]
-    loss = config.loss_weight * (config.w0 * parts[0] + sum(
-        w * parts[1 + g] for g, w in enumerate(group_w)))
     if not need_grad:
         return loss, parts, None
     # docs/losses.md "The gradient"; member j of group g,
