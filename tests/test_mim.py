@@ -70,7 +70,7 @@ def test_demo_paths_do_not_depend_on_the_working_directory(
     data_root, teacher_ckpt = seen[0]
     assert data_root == osp.join(REPO_ROOT, 'data', 'synthetic_cityscapes/')
     assert teacher_ckpt == osp.join(REPO_ROOT, 'work_dirs', 'demo',
-                                    'teacher', 'iter_600.pth')
+                                    'teacher', 'iter_400.pth')
 
 
 @pytest.mark.slow

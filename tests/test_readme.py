@@ -205,10 +205,10 @@ def sandbox(tmp_path_factory) -> str:
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(demo_teacher)
     torch.save({'state_dict': model.state_dict()},
-               str(root / 'work_dirs/demo/teacher/iter_600.pth'))
+               str(root / 'work_dirs/demo/teacher/iter_400.pth'))
     write_config(
         str(root / DEMO), f'mmgdkd::{DEMO[len("configs/"):]}',
-        model=dict(teacher_ckpt='work_dirs/demo/teacher/iter_600.pth'),
+        model=dict(teacher_ckpt='work_dirs/demo/teacher/iter_400.pth'),
         val_dataloader=dict(dataset=dict(
             data_root='data/synthetic_cityscapes/')))
     return str(root)

@@ -12,7 +12,7 @@ __img_scale = (256, 128)  # (w, h): the generated images' size
 __crop_size = (128, 256)  # (h, w): the whole image
 __data_root = f'{__repo_root}/data/synthetic_cityscapes/'
 __norm_cfg = dict(type='BN', requires_grad=True)
-__teacher_iters = 600
+__teacher_iters = 400
 
 __train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -108,7 +108,7 @@ demo = dict(
     # once and reused would. SGD lr 0.02 at batch 4 (MMSeg: 0.01 at 4x2),
     # set once for short runs from scratch, not tuned per method.
     teacher_schedule=__schedule(iters=__teacher_iters, lr=0.02),
-    student_schedule=__schedule(iters=300, lr=0.02),
+    student_schedule=__schedule(iters=200, lr=0.02),
     # Where `make demo` leaves the teacher (tools/demo.py passes its actual
     # path with --cfg-options model.teacher_ckpt=...).
     teacher_ckpt=f'{__repo_root}/work_dirs/demo/teacher/'

@@ -1,6 +1,7 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """``tools/demo.py --quick`` end to end: data, runs, results and figure."""
 import glob
+import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -154,3 +155,50 @@ def test_demo_configs_inherit_the_real_ones(repo_root, name):
         assert cfg.model.type == 'EncoderDecoder'
         assert cfg.model.pretrained is None
         assert cfg.model.backbone.norm_cfg.type == 'BN'
+
+
+def load_demo_tool(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        'demo_tool', osp.join(repo_root, 'tools', 'demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('threads', [1, 2])
+def test_train_pins_the_run_threads(repo_root, tmp_path, monkeypatch,
+                                    threads):
+    """Every run gets a fixed thread count (so its numbers do not depend on
+    the machine's cores) and reports its checkpoint and val metrics."""
+    tool = load_demo_tool(repo_root)
+    work_dir = tmp_path / 'run'
+    (work_dir / '20260101_000000' / 'vis_data').mkdir(parents=True)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_2.pth'))
+    (work_dir / '20260101_000000' / 'vis_data' / 'scalars.json').write_text(
+        json.dumps(dict(loss=1.0, step=2)) + '\n' +
+        json.dumps(dict(aAcc=50.0, mIoU=12.5, mAcc=20.0, step=2)) + '\n')
+    seen = {}
+
+    class FakeRun:
+        def __init__(self, cmd, env, **kwargs):
+            seen.update(cmd=cmd, env=env)
+            self.stdout = iter(
+                ['Iter(train) [2/2]  loss: 0.5  eta: 0:00:00\n'])
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(tool.subprocess, 'Popen', FakeRun)
+    run = tool.train('gdkd', 'cfg.py', str(work_dir), ['a=1'], threads)
+    assert seen['env']['OMP_NUM_THREADS'] == str(threads)
+    assert seen['env']['MKL_NUM_THREADS'] == str(threads)
+    assert seen['cmd'][-3:] == [str(work_dir), '--cfg-options', 'a=1']
+    assert (run['mIoU'], run['mAcc'], run['checkpoint']) == (
+        12.5, 20.0, str(work_dir / 'iter_2.pth'))
+
+
+def test_quick_demo_runs_students_one_thread_each(demo):
+    assert '(2 threads)' in demo['stdout'].split('[teacher] python')[1]
+    for run in ('student', 'gdkd'):
+        line = demo['stdout'].split(f'[{run}] python')[1].splitlines()[0]
+        assert line.endswith('(1 thread)'), line
