@@ -427,7 +427,7 @@ def test_teacher_ensemble_config():
     assert cfg.model.teacher_ensemble == 'prob'
     assert cfg.train_cfg.max_epochs == 100
     loss = cfg.model.distill_losses.loss_gdkd
-    # the authors' ImageNet R34 -> R18 hyper-parameters (spec section 7)
+    # the authors' ImageNet R34 -> R18 hyper-parameters (configs/README.md)
     assert (loss.w0, loss.w1, loss.w2, loss.k, loss.temperature,
             cfg.model.warmup_epochs) == GDKD_REFERENCE['resnet34_resnet18']
     assert loss.ignore_index is None

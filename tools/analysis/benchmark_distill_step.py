@@ -9,8 +9,10 @@ does not depend on the values):
   (c) a full distillation step: ``distiller.loss`` + backward + SGD step
 
 and prints the overhead ratio ``(c) / ((a) + (b))``; 1.0 means the distiller
-adds nothing beyond running the two networks. Runs are interleaved and the
-median of ``--repeat`` runs is reported.
+adds nothing beyond running the two networks. Runs are interleaved; the
+ratio of the medians of ``--repeat`` rounds is printed, and the median of
+the per-round ratios, which a machine whose speed drifts during the run
+(a shared host, thermal limits) affects less.
 
 ``--amp`` runs (a), (b) and (c) under autocast (fp16 on CUDA, bf16 on CPU),
 as ``--amp`` training does; the teacher then follows the distiller's
@@ -162,7 +164,10 @@ def main() -> None:
     for name, value in median.items():
         print(f'  {name:<22} {value * 1000:10.1f} ms')
     a, b, c = median.values()
-    print(f'overhead (c)/((a)+(b)) = {c / (a + b):.3f}')
+    rounds = [c_i / (a_i + b_i) for a_i, b_i, c_i in zip(*times.values())]
+    print(f'overhead (c)/((a)+(b)) = {c / (a + b):.3f}; per round '
+          + ' '.join(f'{r:.3f}' for r in rounds)
+          + f', median {statistics.median(rounds):.3f}')
 
 
 if __name__ == '__main__':

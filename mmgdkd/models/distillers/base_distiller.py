@@ -55,8 +55,9 @@ class BaseDistiller(BaseModel):
             normalised to sum to 1; ``None`` weighs the teachers equally.
         teacher_ensemble: How an ensemble teaches. ``'prob'``: each loss
             sees one teacher whose class distribution at the loss's
-            temperature is the weighted mean of the teachers' (spec section
-            10; needs losses with a class softmax, so not CWD). ``'loss'``:
+            temperature is the weighted mean of the teachers'
+            (docs/losses.md, "Teacher ensembles"; needs losses with a class
+            softmax, so not CWD). ``'loss'``:
             the weighted sum of the per-teacher losses, each teacher's term
             also logged as ``distill.<tap>.teacher<i>.<name>``.
         distill_losses: ``{name: loss_cfg}``. Each name must start with

@@ -1,7 +1,7 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Several teachers for one student: weights, checks and the two modes.
 
-``'prob'`` (spec section 10): for each loss, the teachers' class
+``'prob'`` (docs/losses.md, "Teacher ensembles"): for each loss, the teachers' class
 probabilities at that loss's temperature ``T`` are averaged with the
 weights, and the loss is given one teacher whose logits
 

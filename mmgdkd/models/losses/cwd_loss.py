@@ -63,7 +63,8 @@ class CWDLoss(nn.Module):
     """
 
     #: The softmax runs over spatial positions, not classes: averaged
-    #: class probabilities of a teacher ensemble do not apply (spec §10).
+    #: class probabilities of a teacher ensemble do not apply
+    #: (docs/losses.md, "Teacher ensembles").
     class_softmax = False
 
     def __init__(self,

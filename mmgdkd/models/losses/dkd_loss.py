@@ -44,7 +44,8 @@ class DKDLoss(nn.Module):
     """
 
     #: softmax(z / temperature) over the classes of each row: a teacher
-    #: ensemble can be given to it as one teacher's logits (spec §10).
+    #: ensemble can be given to it as one teacher's logits (docs/losses.md,
+    #: "Teacher ensembles").
     class_softmax = True
 
     #: DKD groups by the label: distillers must pass hard labels.

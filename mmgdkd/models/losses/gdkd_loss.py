@@ -66,7 +66,8 @@ class GDKDLoss(nn.Module):
     """
 
     #: softmax(z / temperature) over the classes of each row: a teacher
-    #: ensemble can be given to it as one teacher's logits (spec §10).
+    #: ensemble can be given to it as one teacher's logits (docs/losses.md,
+    #: "Teacher ensembles").
     class_softmax = True
 
     def __init__(self,

@@ -5,8 +5,9 @@ KD (one group), DKD ({label} / rest) and GDKD / GDKD3 (teacher top-k, split
 or not, / rest) have small groups named by ``(N, k, L)`` class indices and
 one large rest group. The small groups are computed on ``(N, k, L)``
 gathered logits; the rest group on one full-size copy per side in which
-the small groups' entries are knocked out (-1e30 for the max, 0 for
-``exp``, whose result is then zeroed there), so the loss and its
+the small groups' entries are set to the rest group's own max (so the
+shift by it leaves them finite) and their ``exp`` is zeroed: every
+exclusion is a scatter at the ``(N, k, L)`` indices, and the loss and its
 closed-form gradient cost a few full-size passes more than KD. Every group
 is shifted by its own max, so a tiny rest mass keeps its precision
 (docs/losses.md).
@@ -21,10 +22,6 @@ from torch import Tensor
 
 from .partitions import knock_out_topk
 from .validation import CallConfig
-
-# The logits of the other groups in a group's copy: exp() of it is exactly 0
-# and it stays finite (no 0 * inf, no inf - inf).
-_KNOCKED = -1e30
 
 # (share of forward KL, share of reverse KL) in the within-group divergence.
 KL_SHARES = {'forward': (1.0, 0.0), 'reverse': (0.0, 1.0), 'both': (0.5, 0.5)}
@@ -60,24 +57,32 @@ def reduce_parts(high: Tensor, forward_kl: Optional[Tensor],
     return loss, parts, n_valid
 
 
-def _restricted(z: Tensor, knocked: Optional[Tensor],
+def _exclude(z: Tensor, index: Tensor, knocked: bool = False) -> Tensor:
+    """In place on ``z`` ``(N, C, L)``: the max ``(N, 1, L)`` of each row
+    outside ``index`` ``(N, K, L)``, written at the ``index`` entries too
+    (``knocked``: they already hold ``-inf``)."""
+    if not knocked:
+        z.scatter_(1, index, torch.full_like(index, -float('inf'),
+                                             dtype=z.dtype))
+    top = z.amax(1, keepdim=True)
+    z.scatter_(1, index, top.expand(-1, index.shape[1], -1))
+    return top
+
+
+def _restricted(z: Tensor, index: Optional[Tensor], top: Optional[Tensor],
                 out: Optional[Tensor] = None
                 ) -> Tuple[Tensor, Tensor, Tensor]:
     """In place on ``z`` ``(N, C, L)``: ``log p^`` of the rest group (``z``
     itself; finite everywhere), ``p^`` (exactly 0 off the group) and its
-    logsumexp ``(N, 1, L)``, shifted by the group's own max.
-
-    ``knocked``: 1.0 at the other groups' entries, where ``z`` holds
-    ``_KNOCKED`` (absorbing any logit below ~3e22 in float32)."""
-    top = z.amax(1, keepdim=True)
+    logsumexp ``(N, 1, L)``, shifted by the group's own max ``top`` (the
+    row max for ``index=None``; else :func:`_exclude` has set the other
+    groups' entries to it)."""
+    if top is None:
+        top = z.amax(1, keepdim=True)
     z.sub_(top)
-    if knocked is not None:
-        # Back to 0 there: exp() of far out-of-range arguments takes a slow
-        # scalar path on CPU (about 3x the time); zeroed after exp().
-        z.add_(knocked, alpha=-_KNOCKED)
     exp = torch.exp(z) if out is None else torch.exp(z, out=out)
-    if knocked is not None:
-        exp.addcmul_(exp, knocked, value=-1.0)  # exactly 0 off the group
+    if index is not None:
+        exp.scatter_(1, index, torch.zeros_like(index, dtype=exp.dtype))
     total = exp.sum(1, keepdim=True)
     log_total = total.log()
     return z.sub_(log_total), exp.div_(total), top + log_total
@@ -142,36 +147,27 @@ def indexed_forward(student: Tensor, teacher: Tensor, index: Optional[Tensor],
     # the pass that fills it: reuse buffers (a compiled graph plans its own).
     eager = not torch.compiler.is_compiling()
     scratch = torch.empty_like(teacher) if eager else None
-    knocked = None  # 1.0 at the small groups' entries
+    top_rt = top_rs = None  # the rest group's max, (N, 1, L)
     if isinstance(index, int):  # the teacher's top-k, found here
         zt = teacher + 0.0  # a copy; -0.0 compares equal to +0.0
         index, top_t = knock_out_topk(zt, index, scratch=scratch)
-        knocked = torch.eq(zt, -float('inf')).to(zt.dtype) if not eager \
-            else torch.eq(zt, -float('inf'), out=torch.empty_like(zt))
         if t != 1:
             zt.div_(t)
             top_t = top_t / t  # the same rounding as zt at those entries
-        zt.nan_to_num_(nan=float('nan'), posinf=float('inf'),
-                       neginf=_KNOCKED)
+        top_rt = _exclude(zt, index, knocked=True)
     elif index is not None:
-        zt = teacher / t if t != 1 else teacher
+        zt = teacher / t if t != 1 else teacher.clone()
         top_t = zt.gather(1, index)
-        knocked = torch.zeros_like(zt).scatter_(1, index, 1.0)
-        zt = zt.add_(knocked, alpha=_KNOCKED) if t != 1 else torch.add(
-            zt, knocked, alpha=_KNOCKED)
+        top_rt = _exclude(zt, index)
     else:
         zt = teacher / t if t != 1 else teacher.clone()
+    zs = student / t if t != 1 else student.clone()
     if index is not None:
         lpt_k, lse_t = _small(top_t, bounds)
-        zs = student / t if t != 1 else student
         lps_k, lse_s = _small(zs.gather(1, index), bounds)
-        zs = zs.add_(knocked, alpha=_KNOCKED) if t != 1 else torch.add(
-            zs, knocked, alpha=_KNOCKED)
-    else:
-        zs = student / t if t != 1 else student.clone()
-    lps, ps, lse_rs = _restricted(zs, knocked)
-    lpt, pt, lse_rt = _restricted(zt, knocked, out=scratch)
-    del knocked
+        top_rs = _exclude(zs, index)
+    lps, ps, lse_rs = _restricted(zs, index, top_rs)
+    lpt, pt, lse_rt = _restricted(zt, index, top_rt, out=scratch)
     if index is not None:
         lse_s = torch.cat([lse_s, lse_rs], 1)
         lse_t = torch.cat([lse_t, lse_rt], 1)

@@ -187,8 +187,9 @@ def test_loss_mode_components_and_per_teacher_terms():
     KDLoss(temperature=1.5, ignore_index=None),
 ], ids=['gdkd', 'gdkd_adaptive', 'dkd', 'kd'])
 def test_ensemble_of_copies_gives_the_single_teacher_loss_float64(loss):
-    """Spec section 10: identical teachers give the teacher's own loss
-    (float64, so only the loss's own rounding remains)."""
+    """Identical teachers give the teacher's own loss (docs/losses.md,
+    "Teacher ensembles"; float64, so only the loss's own rounding
+    remains)."""
     gen = torch.Generator().manual_seed(2)
     student = torch.randn(16, 12, generator=gen, dtype=torch.float64)
     teacher = torch.randn(16, 12, generator=gen, dtype=torch.float64) * 3

@@ -228,3 +228,67 @@ def test_backward_hands_over_or_scales_the_saved_gradient(backend, weight):
     torch.testing.assert_close(s.grad.double(), ref_grad, rtol=1e-5,
                                atol=1e-7)
 
+
+
+def spec_loss(zs, zt, masks, weights, w0, temperature):
+    """docs/losses.md's decoupled KL of float64 ``(N, C, L)`` logits over
+    bool ``masks`` (one per group), written with masked log-softmaxes."""
+    ninf = float('-inf')
+    zs, zt = zs / temperature, zt / temperature
+    ls, lt = zs.log_softmax(1), zt.log_softmax(1)
+    lbs = torch.stack([ls.masked_fill(~m, ninf).logsumexp(1) for m in masks],
+                      1)
+    lbt = torch.stack([lt.masked_fill(~m, ninf).logsumexp(1) for m in masks],
+                      1)
+    rows = w0 * (lbt.exp() * (lbt - lbs)).sum(1)
+    for m, w in zip(masks, weights):
+        lps = zs.masked_fill(~m, ninf).log_softmax(1).masked_fill(~m, 0)
+        lpt = zt.masked_fill(~m, ninf).log_softmax(1).masked_fill(~m, 0)
+        rows = rows + w * (lpt.exp() * (lpt - lps)).sum(1)
+    return rows.mean() * temperature**2
+
+
+@pytest.mark.parametrize('temperature', [1.0, 2.0])
+@pytest.mark.parametrize('partition', ['topk', 'topk3', 'label'])
+def test_rest_group_edges_match_the_spec_in_float64(backend, partition,
+                                                    temperature):
+    """Rows where the rest group's max ties the top group's, lies ~130 nats
+    below it, or holds the student's only real mass, against the masked
+    log-softmax formula (float64 references, fp32 and float64 inputs)."""
+    c, length = 7, 6
+    zt = randn(1, c, length, seed=11).double()
+    zt[0, :, 0] = 0.0  # all tied: top-k = classes 0..k-1, rest max = theirs
+    zt[0, :, 1] = torch.tensor([100.0, 99, 98, -30, -31, -32, -33])
+    zt[0, :, 2] = torch.tensor([5.0, 5, 5, 5, 1, 0, -1])  # tie at the edge
+    zs = randn(1, c, length, seed=12).double()
+    zs[0, 5, 3] = 200.0  # the student's mass sits in the rest group
+    zs[0, :, 4] = zt[0, :, 1]
+    labels = torch.tensor([[0, 3, 6, 2, 1, 4]])
+    order = zt.sort(dim=1, descending=True, stable=True).indices
+    top = torch.zeros_like(zt, dtype=torch.bool).scatter_(1, order[:, :3],
+                                                          True)
+    first = torch.zeros_like(top).scatter_(1, order[:, :1], True)
+    if partition == 'topk':
+        groups, weights, masks = TopK(3), [1.0, 2.0], [top, ~top]
+    elif partition == 'topk3':
+        groups, weights = TopK(3, split_top1=True), [None, 1.0, 2.0]
+        masks = [first, top & ~first, ~top]
+    else:
+        label = torch.zeros_like(top).scatter_(1, labels[:, None], True)
+        groups, weights, masks = LabelGroup(labels), [None, 2.0], [label,
+                                                                   ~label]
+    ref_s = zs.clone().requires_grad_()
+    ref = spec_loss(ref_s, zt, masks, [w or 0.0 for w in weights], 1.0,
+                    temperature)
+    ref.backward()
+    for dtype in (torch.float32, torch.float64):
+        s = zs.to(dtype).requires_grad_()
+        result = decoupled_kl(s, zt.to(dtype), groups=groups,
+                              weights=weights, w0=1.0,
+                              temperature=temperature)
+        result.loss.backward()
+        tol = 1e-5 if dtype == torch.float32 else 1e-10
+        torch.testing.assert_close(result.loss.double(), ref.detach(),
+                                   rtol=tol, atol=tol)
+        torch.testing.assert_close(s.grad.double(), ref_s.grad, rtol=tol,
+                                   atol=tol)

@@ -1,12 +1,13 @@
 // Copyright (c) mmgdkd contributors. All rights reserved.
 //
 // Fused CPU kernel of the decoupled KL (KD, DKD, GDKD, GDKD3): the class
-// partition, the loss and the closed-form gradient of spec section 3 in one
-// sweep over the logits, for float32 channel-first ``(N, C, L)`` tensors.
+// partition, the loss and the closed-form gradient of docs/losses.md ("The
+// gradient") in one sweep over the logits, for float32 channel-first
+// ``(N, C, L)`` tensors.
 //
-// The Python twin is ``_decoupled_kl_forward`` in ``functional.py``; it is the
-// reference this kernel is tested against and the path for CUDA, float64 and
-// builds without this extension. The torch path needs a dozen full-size
+// The Python twin is the torch path (``indexed.py``, ``decoupled.py``); it is
+// the reference this kernel is tested against and the path for CUDA, float64
+// and builds without this extension. The torch path needs a dozen full-size
 // passes for GDKD (top-k, group split, sums, gradient); here a block of
 // ``kBlock`` rows (pixels) is loaded once and every step runs on it while it
 // sits in L1, vectorised across the rows, so GDKD costs little more than KD.
@@ -481,7 +482,7 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
       within[g][j] = on * (w_fwd * (fw[g][j] * inv_st + lam[g][j]) -
                            w_rev * (mean_rev + lam[g][j]));
       // d loss / d z_j = T [w0 p^_j (b_s - b_t) + wf (p^_j - q^_j)
-      //                     + wr p^_j (sum(p^ d) - d_j)] (spec section 3)
+      //                     + wr p^_j (sum(p^ d) - d_j)] (docs/losses.md)
       coef_a[g][j] = (w0 * (bs - bt) + wf) * inv_ss * scale[j] + bad[j];
       coef_b[g][j] = wf * inv_st * scale[j];
       coef_c[g][j] = wr * inv_ss * scale[j];
