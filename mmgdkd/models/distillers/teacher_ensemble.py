@@ -1,9 +1,9 @@
 # Copyright (c) mmgdkd contributors. All rights reserved.
 """Several teachers for one student: weights, checks and the two modes.
 
-``'prob'`` (docs/losses.md, "Teacher ensembles"): for each loss, the teachers' class
-probabilities at that loss's temperature ``T`` are averaged with the
-weights, and the loss is given one teacher whose logits
+``'prob'`` (docs/losses.md, "Teacher ensembles"): for each loss, the
+teachers' class probabilities at that loss's temperature ``T`` are averaged
+with the weights, and the loss is given one teacher whose logits
 
     z_ens = T * log(sum_i w_i * softmax(z_i / T))
 
