@@ -193,6 +193,48 @@ def test_warmup_by_epoch(teacher_ckpt):
     hub.update_info('epoch', 0)
 
 
+def test_teachers_run_first_and_match_the_student_at_any_size(teacher_ckpt):
+    """The teacher forward precedes the student's (its temporaries are gone
+    before the student's graph is built); a step at a new input size gets
+    teacher logits at that step's student size; the distillation term is
+    the one of the student-first order."""
+    model = build_distiller(teacher_ckpt)
+    calls = []
+    for name in ('teacher_forward', 'student_forward_train'):
+        method = getattr(model, name)
+
+        def spy(*args, _method=method, _name=name, **kwargs):
+            calls.append(_name)
+            return _method(*args, **kwargs)
+
+        setattr(model, name, spy)
+    for size in ((H, W), (H // 2, W), (H, W)):
+        # the preprocessor pads to its fixed size: crop after it
+        data = model.data_preprocessor(batch(), True)
+        data['inputs'] = data['inputs'][..., :size[0], :size[1]]
+        for sample in data['data_samples']:
+            sample.gt_sem_seg = PixelData(
+                data=sample.gt_sem_seg.data[..., :size[0], :size[1]])
+            sample.set_metainfo(dict(img_shape=size, pad_shape=size))
+        del calls[:]
+        torch.manual_seed(3)  # the student's dropout
+        losses = model.loss(data['inputs'], data['data_samples'])
+        assert calls == ['teacher_forward', 'student_forward_train']
+        torch.manual_seed(3)
+        student, _ = model.student_forward_train(data['inputs'],
+                                                 data['data_samples'])
+        with torch.no_grad():
+            teacher = model.teacher_forward(data['inputs'], ['decode'])
+        assert teacher['decode'].shape == student['decode'].shape
+        assert student['decode'].shape[-2:] == (size[0] // 8, size[1] // 8)
+        expected = model.distill_losses['loss_gdkd'](
+            student['decode'], teacher['decode'],
+            model.distill_target(data['data_samples']))
+        torch.testing.assert_close(losses['distill.decode.loss_gdkd'],
+                                   expected * model.loss_heads[
+                                       'loss_gdkd']['decode'])
+
+
 def test_predict_and_tensor_are_the_student(distiller):
     distiller.eval()
     data = distiller.data_preprocessor(batch(), False)
