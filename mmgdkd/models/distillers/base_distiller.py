@@ -355,7 +355,7 @@ class BaseDistiller(BaseModel):
         if self.distill_losses:
             # The teachers first: their temporaries are freed before the
             # student's graph is built, which lowers the step's peak memory
-            # (and, on CPU, its page faults: ~5% of a PSPNet R101->R18 step
+            # (and, on CPU, its page faults: ~7% of a PSPNet R101->R18 step
             # at 512x1024). The teachers draw no random numbers (eval mode).
             taps = sorted({t for h in self.loss_heads.values() for t in h})
             with torch.no_grad(), self._teacher_autocast(inputs):
