@@ -220,7 +220,8 @@ class BaseDistiller(BaseModel):
                       student_logits: Dict[str, Tensor]
                       ) -> Dict[str, Tensor]:
         """Teacher logits brought to the student's (e.g. the spatial size);
-        called after both forwards of a step. As is by default."""
+        called after both forwards of a step, under the teacher's ``no_grad``
+        and autocast. As is by default."""
         return teacher_logits
 
     @abstractmethod
@@ -368,10 +369,11 @@ class BaseDistiller(BaseModel):
         losses = {f'student.{k}': v for k, v in student_losses.items()}
         if not self.distill_losses:
             return losses
-        teacher_logits = [
-            self.match_teacher(logits, student_logits)
-            for logits in teacher_logits
-        ]
+        with torch.no_grad(), self._teacher_autocast(inputs):
+            teacher_logits = [
+                self.match_teacher(logits, student_logits)
+                for logits in teacher_logits
+            ]
         target = self.distill_target(data_samples)
         factor = self.warmup_factor()
         cache: dict = {}  # ensemble logits per (tap, T) of this step

@@ -96,9 +96,6 @@ class SegDistiller(BaseDistiller):
                              f'teacher_tap}}, got {teacher_taps!r}')
         # read by the tap hooks that BaseDistiller.__init__ calls
         self._teacher_tap_cfg = dict(teacher_taps or {})
-        # (input size, student logit size per tap) of the last student
-        # forward: the student's logit sizes depend on the input size only.
-        self._student_sizes: Tuple[tuple, Dict[str, torch.Size]] = ((), {})
         super().__init__(student, teacher, **kwargs)
         self.logits_at = logits_at
         self._student_runner = HeadRunner(
@@ -185,19 +182,14 @@ class SegDistiller(BaseDistiller):
         logits, losses = self._student_runner(
             self.student, feats, data_samples=data_samples,
             input_size=inputs.shape[2:])
-        logits = self._at_resolution(logits, inputs)
-        # shapes are host metadata: no device sync
-        self._student_sizes = (tuple(inputs.shape[2:]),
-                               {k: v.shape[-2:] for k, v in logits.items()})
-        return logits, losses
+        return self._at_resolution(logits, inputs), losses
 
     def teacher_forward(self, inputs: Tensor, taps: List[str],
                         teacher: Optional[nn.Module] = None
                         ) -> Dict[str, Tensor]:
         """Logits of ``teacher`` (default: the single teacher) keyed by
-        *student* tap, resized to the size of the paired student logits of
-        the last student forward of inputs of this size (the teacher's own
-        size if there was none; :meth:`match_teacher` then resizes)."""
+        *student* tap, at the teacher's own size (:meth:`match_teacher`
+        brings them to the student's)."""
         index = self._teacher_index(teacher)
         teacher = self.teachers[index]
         pairs = self._tap_pairs(teacher)
@@ -205,21 +197,15 @@ class SegDistiller(BaseDistiller):
         own, _ = self._teacher_runners[index](
             teacher, feats, taps=[pairs[tap] for tap in taps],
             input_size=inputs.shape[2:])
-        logits = self._at_resolution({tap: own[pairs[tap]] for tap in taps},
-                                     inputs)
-        input_size, sizes = self._student_sizes
-        if input_size != tuple(inputs.shape[2:]):
-            sizes = {}
-        return {
-            tap: resize_to(value, sizes[tap]) if tap in sizes else value
-            for tap, value in logits.items()
-        }
+        return self._at_resolution({tap: own[pairs[tap]] for tap in taps},
+                                   inputs)
 
     def match_teacher(self, teacher_logits: Dict[str, Tensor],
                       student_logits: Dict[str, Tensor]
                       ) -> Dict[str, Tensor]:
-        """Teacher logits at the paired student logits' spatial size (a
-        no-op when :meth:`teacher_forward` already knew it)."""
+        """Teacher logits at the paired student logits' spatial size
+        (bilinear; as is where the sizes already agree). Shapes are host
+        metadata: no device sync."""
         return {
             tap: resize_to(value, student_logits[tap].shape[-2:])
             for tap, value in teacher_logits.items()

@@ -224,7 +224,8 @@ def test_teachers_run_first_and_match_the_student_at_any_size(teacher_ckpt):
         student, _ = model.student_forward_train(data['inputs'],
                                                  data['data_samples'])
         with torch.no_grad():
-            teacher = model.teacher_forward(data['inputs'], ['decode'])
+            teacher = model.match_teacher(
+                model.teacher_forward(data['inputs'], ['decode']), student)
         assert teacher['decode'].shape == student['decode'].shape
         assert student['decode'].shape[-2:] == (size[0] // 8, size[1] // 8)
         expected = model.distill_losses['loss_gdkd'](

@@ -63,7 +63,9 @@ def test_one_distillation_step(teacher, student):
     student_logits, _ = model.student_forward_train(
         data['inputs'], data['data_samples'])
     with torch.no_grad():
-        teacher_logits = model.teacher_forward(data['inputs'], ['decode'])
+        teacher_logits = model.match_teacher(
+            model.teacher_forward(data['inputs'], ['decode']),
+            student_logits)
     assert teacher_logits['decode'].shape == student_logits['decode'].shape
 
     model.zero_grad()

@@ -121,7 +121,9 @@ def test_pointrend_teacher_gives_its_inference_output():
                                                     data['data_samples'])
     metas = [s.metainfo for s in data['data_samples']]
     with torch.no_grad():
-        teacher_logits = model.teacher_forward(data['inputs'], ['decode'])
+        teacher_logits = model.match_teacher(
+            model.teacher_forward(data['inputs'], ['decode']),
+            student_logits)
         final = model.teacher.encode_decode(data['inputs'], metas)
     size = student_logits['decode'].shape[-2:]
     assert final.shape[-2:] == SIZE != size
