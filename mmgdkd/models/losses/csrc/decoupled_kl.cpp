@@ -12,9 +12,12 @@
 // ``kBlock`` rows (pixels) is loaded once and every step runs on it while it
 // sits in L1, vectorised across the rows, so GDKD costs little more than KD.
 //
-// Partition: the teacher's top-k per row comes from an insertion network
-// over the classes (k values kept in registers); rows where ties give more
-// than k members are redone with ties broken towards the lower class index.
+// Partition: a first pass over the block takes the row maxima and the
+// teacher's k + 1 largest values (an insertion network, kept in registers).
+// Where the k-th value is above the (k+1)-th on every row, an entry's group
+// is its teacher value against the k-th, computed where it is used (no
+// group-id pass); otherwise ties give some row more than k members and
+// group ids are formed with ties broken towards the lower class index.
 //
 // Numerics: exponentials are taken after a shift by the row maximum; a block
 // where some group sum falls below 1e-30 (a group ~69 nats below the row's
@@ -165,7 +168,10 @@ struct Scratch {
   std::vector<float> es, et;      // (C, kBlock) exp of the shifted logits
   std::vector<float> gid;         // (C, kBlock) group of each entry (as
                                   // float: every lane 32 bits wide)
-  std::vector<float> kth;         // (k, kBlock) running top-k of the teacher
+  std::vector<float> kth;         // (k + 1, kBlock) the teacher's k + 1
+                                  // largest values, best first
+  float max_s[kBlock], max_t[kBlock];  // row maxima
+  float finite[kBlock];           // sum of s * 0: NaN iff a logit is not finite
   // The block's logits: entry (c, j) at sp[c * stride + j]; the inputs
   // themselves (stride L) or, for a last partial block, s/t padded.
   const float* sp = nullptr;
@@ -174,7 +180,7 @@ struct Scratch {
   explicit Scratch(const Params& p)
       : s(p.c * kBlock), t(p.c * kBlock), es(p.c * kBlock),
         et(p.c * kBlock), gid(p.c * kBlock),
-        kth(std::max(p.k, 1) * kBlock) {}
+        kth((std::max(p.k, 0) + 1) * kBlock) {}
 };
 
 // Group of a top-k partition entry. kTopK3 (split): 0 top-1, 1 top-2..k,
@@ -183,45 +189,86 @@ MMGDKD_INLINE float topk_group(float member, float first, bool split) {
   return split ? 2.0f - member - first : 1.0f - member;
 }
 
-// Running top-k of the teacher (of -t for bottom-k) per row of a block:
-// insertion into K sorted values, vectorised across the rows. With K known
-// at compile time the values stay in registers.
-template <int K>
-MMGDKD_CLONES void topk_values_fixed(const Params& p, Scratch& w) {
+// One pass over the block's classes: the row maxima of student and
+// teacher, the student's NaN flag and, for the top-k modes, the teacher's
+// V = k + 1 largest values (of -t for bottom-k) by insertion, vectorised
+// across the rows. With V known at compile time they stay in registers.
+// The (k+1)-th value tells whether ties give a row more than k members.
+// Blocks ahead to prefetch: 2 C rows of a block are 2 C separate streams
+// (one cache line each), more than the hardware prefetcher follows.
+constexpr int kAhead = 4;
+
+// A hint only (never faults): the address may lie past the tensor, so it
+// is formed as an integer.
+MMGDKD_INLINE void prefetch(const float* x, int64_t ahead) {
+#if defined(__GNUC__)
+  __builtin_prefetch(reinterpret_cast<const void*>(
+      reinterpret_cast<uintptr_t>(x) + ahead * sizeof(float)));
+#else
+  (void)x;
+  (void)ahead;
+#endif
+}
+
+template <int V>
+MMGDKD_CLONES void scan_block_fixed(const Params& p, Scratch& w) {
   const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
-  float v[K][kBlock];
-  for (int i = 0; i < K; ++i)
-    MMGDKD_SIMD
-    for (int j = 0; j < kBlock; ++j)
-      v[i][j] = -std::numeric_limits<float>::infinity();
+  const float ninf = -std::numeric_limits<float>::infinity();
+  float v[V > 0 ? V : 1][kBlock];
+  float ms[kBlock], mt[kBlock], fin[kBlock];
+  MMGDKD_SIMD
+  for (int j = 0; j < kBlock; ++j) {
+    ms[j] = mt[j] = ninf;
+    fin[j] = 0.0f;
+    for (int i = 0; i < V; ++i) v[i][j] = ninf;
+  }
   for (int64_t c = 0; c < p.c; ++c) {
+    const float* s = w.sp + c * w.stride;
     const float* t = w.tp + c * w.stride;
+    prefetch(s, kAhead * kBlock);
+    prefetch(t, kAhead * kBlock);
     MMGDKD_SIMD
     for (int j = 0; j < kBlock; ++j) {
+      ms[j] = std::max(ms[j], s[j]);
+      mt[j] = std::max(mt[j], t[j]);
+      fin[j] += s[j] * 0.0f;
       float x = sign * t[j];
-      for (int i = 0; i < K; ++i) {
+      for (int i = 0; i < V; ++i) {
         const float hi = std::max(v[i][j], x);
         x = std::min(v[i][j], x);
         v[i][j] = hi;
       }
     }
   }
-  std::memcpy(w.kth.data(), v, sizeof(v));
+  std::memcpy(w.max_s, ms, sizeof(ms));
+  std::memcpy(w.max_t, mt, sizeof(mt));
+  std::memcpy(w.finite, fin, sizeof(fin));
+  if (V > 0) std::memcpy(w.kth.data(), v, sizeof(float) * V * kBlock);
 }
 
+// scan_block_fixed for any number of values (k > 5), kept in w.kth.
 MMGDKD_CLONES
-void topk_values_any(const Params& p, Scratch& w) {
-  const int k = p.k;
+void scan_block_any(const Params& p, Scratch& w, int values) {
   const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
+  const float ninf = -std::numeric_limits<float>::infinity();
   float* v = w.kth.data();
-  for (int i = 0; i < k * kBlock; ++i)
-    v[i] = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < values * kBlock; ++i) v[i] = ninf;
+  for (int j = 0; j < kBlock; ++j) {
+    w.max_s[j] = w.max_t[j] = ninf;
+    w.finite[j] = 0.0f;
+  }
   for (int64_t c = 0; c < p.c; ++c) {
+    const float* s = w.sp + c * w.stride;
     const float* t = w.tp + c * w.stride;
     float x[kBlock];
     MMGDKD_SIMD
-    for (int j = 0; j < kBlock; ++j) x[j] = sign * t[j];
-    for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < kBlock; ++j) {
+      w.max_s[j] = std::max(w.max_s[j], s[j]);
+      w.max_t[j] = std::max(w.max_t[j], t[j]);
+      w.finite[j] += s[j] * 0.0f;
+      x[j] = sign * t[j];
+    }
+    for (int i = 0; i < values; ++i) {
       float* vi = v + i * kBlock;
       MMGDKD_SIMD
       for (int j = 0; j < kBlock; ++j) {
@@ -233,51 +280,28 @@ void topk_values_any(const Params& p, Scratch& w) {
   }
 }
 
-void topk_values(const Params& p, Scratch& w) {
-  switch (p.k) {
-    case 1: topk_values_fixed<1>(p, w); break;
-    case 2: topk_values_fixed<2>(p, w); break;
-    case 3: topk_values_fixed<3>(p, w); break;
-    case 4: topk_values_fixed<4>(p, w); break;
-    case 5: topk_values_fixed<5>(p, w); break;
-    default: topk_values_any(p, w); break;
+// Scans the block (scan_block_fixed); for the top-k modes returns whether
+// comparing with the k-th value alone gives every row exactly k members
+// (and one top-1 for kTopK3): the k-th value is above the (k+1)-th (and
+// the top above the second). Otherwise ties need assign_topk_exact.
+bool scan_block(const Params& p, Scratch& w, int width) {
+  const bool topk = p.mode == kTopK || p.mode == kBottomK || p.mode == kTopK3;
+  switch (topk ? p.k + 1 : 0) {
+    case 0: scan_block_fixed<0>(p, w); return true;
+    case 2: scan_block_fixed<2>(p, w); break;
+    case 3: scan_block_fixed<3>(p, w); break;
+    case 4: scan_block_fixed<4>(p, w); break;
+    case 5: scan_block_fixed<5>(p, w); break;
+    case 6: scan_block_fixed<6>(p, w); break;
+    default: scan_block_any(p, w, p.k + 1); break;
   }
-}
-
-// Group ids from the top-k values: members are the entries >= the k-th
-// value. Returns false if ties gave some row more than k members (or more
-// than one top-1 for kTopK3); then assign_topk_exact decides.
-MMGDKD_CLONES
-bool assign_topk(const Params& p, Scratch& w, int width) {
-  const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
   const float* kth = w.kth.data() + (p.k - 1) * kBlock;
+  const float* next = kth + kBlock;
   const float* top = w.kth.data();
-  const bool split_top1 = p.mode == kTopK3;
-  float members[kBlock] = {0}, firsts[kBlock] = {0};
-  for (int64_t c = 0; c < p.c; ++c) {
-    const float* t = w.tp + c * w.stride;
-    float* g = w.gid.data() + c * kBlock;
-    if (split_top1) {
-      MMGDKD_SIMD
-      for (int j = 0; j < kBlock; ++j) {
-        const float member = t[j] >= kth[j] ? 1.0f : 0.0f;
-        const float first = t[j] >= top[j] ? 1.0f : 0.0f;
-        members[j] += member;
-        firsts[j] += first;
-        g[j] = topk_group(member, first, true);
-      }
-    } else {
-      MMGDKD_SIMD
-      for (int j = 0; j < kBlock; ++j) {
-        const float member = sign * t[j] >= kth[j] ? 1.0f : 0.0f;
-        members[j] += member;
-        g[j] = topk_group(member, 0.0f, false);
-      }
-    }
-  }
   bool exact = true;
   for (int j = 0; j < width; ++j)  // padding lanes (zeros) always tie
-    exact = exact && members[j] == p.k && (!split_top1 || firsts[j] == 1.0f);
+    exact = exact && next[j] < kth[j] &&
+            (p.mode != kTopK3 || top[kBlock + j] < top[j]);
   return exact;
 }
 
@@ -314,54 +338,55 @@ void assign_topk_exact(const Params& p, Scratch& w) {
 // must stay below 1e-7 of a group sum that is kept (see Params::tiny).
 constexpr float kTiny = 1e-30f;
 
-// Loss rows and gradient of one block once its group ids are set (REV: the
-// divergence has a reverse-KL share). EXACT:
+// The group of entry (c, j) of a block: its id, or (INLINE) for a top-k
+// partition without ties (scan_block) the teacher value against the k-th
+// and, for kTopK3 (G = 3), the top value.
+template <int G, bool INLINE>
+MMGDKD_INLINE float group_of(const float* gc, const float* t, const float* kth,
+                             const float* top, float sign, int j) {
+  if (!INLINE) return gc[j];
+  const float member = sign * t[j] >= kth[j] ? 1.0f : 0.0f;
+  const float first = G == 3 && t[j] >= top[j] ? 1.0f : 0.0f;
+  return topk_group(member, first, G == 3);
+}
+
+// Loss rows and gradient of one block once scan_block has run and its
+// group ids are set (or INLINE) (REV: the divergence has a reverse-KL
+// share). EXACT:
 // each group is shifted by its own maximum (never underflows); otherwise by
 // the row maximum (cheaper), and false is returned, with nothing written,
 // if a group sum is below kTiny.
-template <int G, bool EXACT, bool REV>
+template <int G, bool EXACT, bool REV, bool INLINE>
 MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
                                 int64_t l0, int width, double* acc) {
   const int64_t c_n = p.c;
   const float inv_t = p.inv_t;
   const float ninf = -std::numeric_limits<float>::infinity();
   const float* gid = w.gid.data();
+  const float sign = p.mode == kBottomK ? -1.0f : 1.0f;
+  const float* kth = w.kth.data() + std::max(p.k - 1, 0) * kBlock;
+  const float* top1 = w.kth.data();
+  const float* finite = w.finite;
   // The exp shifts: group (EXACT) or row maxima of student and teacher.
   float gs[G][kBlock], gt[G][kBlock];
   for (int g = 0; g < G; ++g)
     MMGDKD_SIMD
-    for (int j = 0; j < kBlock; ++j) gs[g][j] = gt[g][j] = ninf;
-  float finite[kBlock] = {0};  // sum of s * 0: NaN iff a logit is not finite
-  for (int64_t c = 0; c < c_n; ++c) {
+    for (int j = 0; j < kBlock; ++j) {
+      gs[g][j] = EXACT && G > 1 ? ninf : w.max_s[j];
+      gt[g][j] = EXACT && G > 1 ? ninf : w.max_t[j];
+    }
+  for (int64_t c = 0; EXACT && G > 1 && c < c_n; ++c) {
     const float* s = w.sp + c * w.stride;
     const float* t = w.tp + c * w.stride;
     const float* gc = gid + c * kBlock;
-    MMGDKD_SIMD
-    for (int j = 0; j < kBlock; ++j) finite[j] += s[j] * 0.0f;
-    if (!EXACT || G == 1) {
-      MMGDKD_SIMD
-      for (int j = 0; j < kBlock; ++j) {
-        gs[0][j] = std::max(gs[0][j], s[j]);
-        gt[0][j] = std::max(gt[0][j], t[j]);
-      }
-      continue;
-    }
     for (int g = 0; g < G; ++g) {
       MMGDKD_SIMD
       for (int j = 0; j < kBlock; ++j) {
-        const bool in = gc[j] == g;
+        const bool in = group_of<G, INLINE>(gc, t, kth, top1, sign, j) == g;
         gs[g][j] = std::max(gs[g][j], in ? s[j] : ninf);
         gt[g][j] = std::max(gt[g][j], in ? t[j] : ninf);
       }
     }
-  }
-  if (!EXACT) {
-    for (int g = 1; g < G; ++g)
-      MMGDKD_SIMD
-      for (int j = 0; j < kBlock; ++j) {
-        gs[g][j] = gs[0][j];
-        gt[g][j] = gt[0][j];
-      }
   }
   // exp of the shifted logits, group sums, sum(e_t d) and sum(e_s d) with
   // d = c_t - c_s (c = shifted logits / T).
@@ -375,13 +400,14 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
     float* es = w.es.data() + c * kBlock;
     float* et = w.et.data() + c * kBlock;
     const float* gc = gid + c * kBlock;
-    float dd[kBlock];
     MMGDKD_SIMD
     for (int j = 0; j < kBlock; ++j) {
+      const float group =
+          G == 1 ? 0.0f : group_of<G, INLINE>(gc, t, kth, top1, sign, j);
       float shift_s = gs[0][j], shift_t = gt[0][j];
       for (int g = 1; EXACT && g < G; ++g) {
-        shift_s = gc[j] == g ? gs[g][j] : shift_s;
-        shift_t = gc[j] == g ? gt[g][j] : shift_t;
+        shift_s = group == g ? gs[g][j] : shift_s;
+        shift_t = group == g ? gt[g][j] : shift_t;
       }
       const float cs = (s[j] - shift_s) * inv_t;
       const float ct = (t[j] - shift_t) * inv_t;
@@ -389,16 +415,14 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
       const float d = ct - cs;
       es[j] = e_s;
       et[j] = e_t;
-      dd[j] = d;
-    }
-    for (int g = 0; g < G; ++g) {
-      MMGDKD_SIMD
-      for (int j = 0; j < kBlock; ++j) {
-        const bool in = G == 1 || gc[j] == g;
-        ss[g][j] += in ? es[j] : 0.0f;
-        st[g][j] += in ? et[j] : 0.0f;
-        fw[g][j] += in ? et[j] * dd[j] : 0.0f;
-        if (REV) rv[g][j] += in ? es[j] * dd[j] : 0.0f;
+      // Sums kept in registers (a second loop over stored values stalled
+      // on reading them back).
+      for (int g = 0; g < G; ++g) {
+        const bool in = G == 1 || group == g;
+        ss[g][j] += in ? e_s : 0.0f;
+        st[g][j] += in ? e_t : 0.0f;
+        fw[g][j] += in ? e_t * d : 0.0f;
+        if (REV) rv[g][j] += in ? e_s * d : 0.0f;
       }
     }
   }
@@ -412,7 +436,7 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
   // Per row (vectorised across the block): log group masses
   // log b(g) = log S(g) + shift(g) / T - log sum_g' (...), the loss terms
   // and the per-group gradient coefficients. Every S(g) is in [tiny, C].
-  float lbs[G][kBlock], lbt[G][kBlock], lam[G][kBlock];
+  float lam[G][kBlock];
   float coef_a[G][kBlock], coef_b[G][kBlock], coef_c[G][kBlock],
       rmean[G][kBlock];
   float high[kBlock], within[G][kBlock], scale[kBlock], bad[kBlock];
@@ -425,56 +449,86 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
     // Rows that do not count must not turn the loss NaN.
     bad[j] = counted[j] ? finite[j] : 0.0f;
   }
-  float max_s[kBlock], max_t[kBlock];
-  MMGDKD_SIMD
-  for (int j = 0; j < kBlock; ++j)
-    max_s[j] = max_t[j] = -std::numeric_limits<float>::infinity();
-  // Shifts enter relative to the largest one (all 0 without EXACT): adding
-  // large logits to log sums of order 1 would round them away.
-  float top_s[kBlock], top_t[kBlock];
-  MMGDKD_SIMD
-  for (int j = 0; j < kBlock; ++j) {
-    top_s[j] = gs[0][j];
-    top_t[j] = gt[0][j];
-    for (int g = 1; EXACT && g < G; ++g) {
-      top_s[j] = std::max(top_s[j], gs[g][j]);
-      top_t[j] = std::max(top_t[j], gt[g][j]);
-    }
-  }
-  for (int g = 0; g < G; ++g) {
+  // log b and b per group: with one shift for every group (not EXACT),
+  // b(g) = S(g) / sum_g' S(g') (no exp, a division per group); otherwise
+  // each S(g) is rescaled by its group's shift first.
+  float ls[G][kBlock], lt[G][kBlock], bs[G][kBlock], bt[G][kBlock];
+  for (int g = 0; g < G; ++g)
     MMGDKD_SIMD
     for (int j = 0; j < kBlock; ++j) {
       const float log_ss = log_positive(ss[g][j]);
       const float log_st = log_positive(st[g][j]);
       lam[g][j] = log_ss - log_st;
-      lbs[g][j] = EXACT ? log_ss + (gs[g][j] - top_s[j]) * inv_t : log_ss;
-      lbt[g][j] = EXACT ? log_st + (gt[g][j] - top_t[j]) * inv_t : log_st;
-      max_s[j] = std::max(max_s[j], lbs[g][j]);
-      max_t[j] = std::max(max_t[j], lbt[g][j]);
+      ls[g][j] = log_ss;
+      lt[g][j] = log_st;
     }
-  }
-  float sum_s[kBlock] = {0}, sum_t[kBlock] = {0};
-  for (int g = 0; g < G; ++g) {
+  if (!EXACT) {
+    float tot_s[kBlock] = {0}, tot_t[kBlock] = {0};
+    for (int g = 0; g < G; ++g)
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        tot_s[j] += ss[g][j];
+        tot_t[j] += st[g][j];
+      }
+    for (int g = 0; g < G; ++g)
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        bs[g][j] = ss[g][j] / tot_s[j];
+        bt[g][j] = st[g][j] / tot_t[j];
+        ls[g][j] -= log_positive(tot_s[j]);
+        lt[g][j] -= log_positive(tot_t[j]);
+      }
+  } else {
+    // Shifts enter relative to the largest one: adding large logits to
+    // log sums of order 1 would round them away.
+    float top_s[kBlock], top_t[kBlock], max_s[kBlock], max_t[kBlock];
     MMGDKD_SIMD
     for (int j = 0; j < kBlock; ++j) {
-      sum_s[j] += exp_nonpositive(lbs[g][j] - max_s[j]);
-      sum_t[j] += exp_nonpositive(lbt[g][j] - max_t[j]);
+      top_s[j] = gs[0][j];
+      top_t[j] = gt[0][j];
+      for (int g = 1; g < G; ++g) {
+        top_s[j] = std::max(top_s[j], gs[g][j]);
+        top_t[j] = std::max(top_t[j], gt[g][j]);
+      }
+      max_s[j] = max_t[j] = -std::numeric_limits<float>::infinity();
     }
+    for (int g = 0; g < G; ++g)
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        ls[g][j] += (gs[g][j] - top_s[j]) * inv_t;
+        lt[g][j] += (gt[g][j] - top_t[j]) * inv_t;
+        max_s[j] = std::max(max_s[j], ls[g][j]);
+        max_t[j] = std::max(max_t[j], lt[g][j]);
+      }
+    float sum_s[kBlock] = {0}, sum_t[kBlock] = {0};
+    for (int g = 0; g < G; ++g)
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        sum_s[j] += exp_nonpositive(ls[g][j] - max_s[j]);
+        sum_t[j] += exp_nonpositive(lt[g][j] - max_t[j]);
+      }
+    MMGDKD_SIMD
+    for (int j = 0; j < kBlock; ++j) {
+      max_s[j] += log_positive(sum_s[j]);  // now the log normalisers
+      max_t[j] += log_positive(sum_t[j]);
+    }
+    for (int g = 0; g < G; ++g)
+      MMGDKD_SIMD
+      for (int j = 0; j < kBlock; ++j) {
+        ls[g][j] -= max_s[j];
+        lt[g][j] -= max_t[j];
+        bs[g][j] = exp_nonpositive(ls[g][j]);
+        bt[g][j] = exp_nonpositive(lt[g][j]);
+      }
   }
   MMGDKD_SIMD
-  for (int j = 0; j < kBlock; ++j) {
-    max_s[j] += log_positive(sum_s[j]);  // now the log normalisers
-    max_t[j] += log_positive(sum_t[j]);
-    high[j] = 0.0f;
-  }
+  for (int j = 0; j < kBlock; ++j) high[j] = 0.0f;
   for (int g = 0; g < G; ++g) {
     const float w_fwd = p.fwd, w_rev = p.rev, on = p.active[g];
     const float wf = p.wf[g], wr = p.wr[g], w0 = p.w0;
     MMGDKD_SIMD
     for (int j = 0; j < kBlock; ++j) {
-      const float ls = lbs[g][j] - max_s[j], lt = lbt[g][j] - max_t[j];
-      const float bs = exp_nonpositive(ls), bt = exp_nonpositive(lt);
-      if (G > 1) high[j] += bt * (lt - ls);
+      if (G > 1) high[j] += bt[g][j] * (lt[g][j] - ls[g][j]);
       const float inv_ss = 1.0f / ss[g][j], inv_st = 1.0f / st[g][j];
       const float mean_rev = rv[g][j] * inv_ss;
       // forward KL(q^||p^) = sum(e_t d) / S_t + lam,
@@ -483,7 +537,8 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
                            w_rev * (mean_rev + lam[g][j]));
       // d loss / d z_j = T [w0 p^_j (b_s - b_t) + wf (p^_j - q^_j)
       //                     + wr p^_j (sum(p^ d) - d_j)] (docs/losses.md)
-      coef_a[g][j] = (w0 * (bs - bt) + wf) * inv_ss * scale[j] + bad[j];
+      coef_a[g][j] =
+          (w0 * (bs[g][j] - bt[g][j]) + wf) * inv_ss * scale[j] + bad[j];
       coef_b[g][j] = wf * inv_st * scale[j];
       coef_c[g][j] = wr * inv_ss * scale[j];
       rmean[g][j] = mean_rev;
@@ -513,8 +568,10 @@ MMGDKD_CLONES bool block_kernel(const Params& p, Scratch& w, int64_t n,
     for (int j = 0; j < kBlock; ++j) {
       float a = coef_a[0][j], b = coef_b[0][j], cc = coef_c[0][j],
             m = rmean[0][j], shift_s = gs[0][j], shift_t = gt[0][j];
+      const float group = G == 1 ? 0.0f :
+          group_of<G, INLINE>(gc, t, kth, top1, sign, j);
       for (int g = 1; g < G; ++g) {
-        const bool in = gc[j] == g;
+        const bool in = group == g;
         a = in ? coef_a[g][j] : a;
         b = in ? coef_b[g][j] : b;
         if (REV) {
@@ -583,6 +640,19 @@ void load_block(const Params& p, Scratch& w, int64_t n, int64_t l0,
   }
 }
 
+// The block's loss and gradient: row-max shifts, or group-wise shifts
+// where a group sum underflows.
+template <int G, bool INLINE>
+void run_block(const Params& p, Scratch& w, int64_t n, int64_t l0, int width,
+               double* acc) {
+  if (p.rev != 0.0f) {
+    if (!block_kernel<G, false, true, INLINE>(p, w, n, l0, width, acc))
+      block_kernel<G, true, true, INLINE>(p, w, n, l0, width, acc);
+  } else if (!block_kernel<G, false, false, INLINE>(p, w, n, l0, width, acc)) {
+    block_kernel<G, true, false, INLINE>(p, w, n, l0, width, acc);
+  }
+}
+
 template <int G>
 void run_blocks(const Params& p, int64_t first, int64_t last, double* acc) {
   Scratch w(p);
@@ -592,16 +662,16 @@ void run_blocks(const Params& p, int64_t first, int64_t last, double* acc) {
     const int64_t l0 = (b % per_row) * kBlock;
     const int width = static_cast<int>(std::min<int64_t>(kBlock, p.l - l0));
     load_block(p, w, n, l0, width);
-    if (p.mode == kTopK || p.mode == kBottomK || p.mode == kTopK3) {
-      topk_values(p, w);
-      if (!assign_topk(p, w, width)) assign_topk_exact(p, w);
+    const bool topk = p.mode == kTopK || p.mode == kBottomK || p.mode == kTopK3;
+    const bool no_ties = scan_block(p, w, width);
+    if (topk && !no_ties) assign_topk_exact(p, w);
+    if constexpr (G == 2 || G == 3) {
+      if (topk && no_ties) {
+        run_block<G, true>(p, w, n, l0, width, acc);
+        continue;
+      }
     }
-    if (p.rev != 0.0f) {
-      if (!block_kernel<G, false, true>(p, w, n, l0, width, acc))
-        block_kernel<G, true, true>(p, w, n, l0, width, acc);
-    } else if (!block_kernel<G, false, false>(p, w, n, l0, width, acc)) {
-      block_kernel<G, true, false>(p, w, n, l0, width, acc);
-    }
+    run_block<G, false>(p, w, n, l0, width, acc);
   }
 }
 
