@@ -4,12 +4,14 @@
 KD (one group), DKD ({label} / rest) and GDKD / GDKD3 (teacher top-k, split
 or not, / rest) have small groups named by ``(N, k, L)`` class indices and
 one large rest group. The small groups are computed on ``(N, k, L)``
-gathered logits; the rest group on one full-size copy per side in which
-the small groups' entries are ``-inf`` (a scatter at the indices; for the
-teacher's top-k the knock-out that finds them leaves them so). Their
-``exp`` is then exactly 0 and their ``log`` is ``-inf`` on both sides,
-so one more scatter sets ``log q^ - log p^`` to 0 there and every product
-with it is exactly 0: the loss and its closed-form gradient cost a few
+gathered logits; the rest group on one full-size copy per side: the small
+groups' entries are set to ``-inf`` (a scatter at the indices; for the
+teacher's top-k the knock-out that finds them leaves them so) to take the
+rest group's max, the copy is then formed again from the logits shifted
+by it, and a scatter zeroes the small groups' ``exp``: ``p^ = 0`` there
+and ``log p^`` finite, so every product of the two is exactly 0 (an
+``exp`` over scattered ``-inf`` takes twice as long on CPU). The loss and
+its closed-form gradient cost a few
 full-size passes more than KD. Every group is shifted by its own max, so
 a tiny rest mass keeps its precision (docs/losses.md).
 
@@ -83,6 +85,27 @@ def _restricted(z: Tensor, top: Optional[Tensor] = None,
     return _Group(shifted.sub_(log_total), exp.div_(total), top + log_total)
 
 
+def _rest_group(z: Tensor, source: Tensor, t: float, index: Tensor,
+                eager: bool, out: Optional[Tensor] = None) -> _Group:
+    """The rest group from its full-size copy ``z`` (``source / t`` with
+    ``-inf`` at the small groups' ``index``): shifted by its max, then
+    formed again from ``source`` in ``z``'s buffer so that those entries
+    are finite (on CPU an ``exp`` over scattered ``-inf`` takes twice as
+    long), and their ``exp`` zeroed: ``p^ = 0`` there, ``log p^`` finite."""
+    top = z.amax(1, keepdim=True)
+    if not eager:
+        shifted = (source / t if t != 1 else source) - top
+    elif t != 1:
+        shifted = torch.div(source, t, out=z).sub_(top)
+    else:
+        shifted = torch.sub(source, top, out=z)
+    exp = torch.exp(shifted) if out is None else torch.exp(shifted, out=out)
+    exp.scatter_(1, index, torch.zeros_like(index, dtype=exp.dtype))
+    total = exp.sum(1, keepdim=True)
+    log_total = total.log()
+    return _Group(shifted.sub_(log_total), exp.div_(total), top + log_total)
+
+
 def _small_groups(z: Tensor, bounds: Sequence[int],
                   best_first: bool) -> List[_Group]:
     """The small groups ``z[:, a:b]`` of gathered ``(N, K, L)`` logits at
@@ -144,20 +167,20 @@ def indexed_forward(student: Tensor, teacher: Tensor, index, bounds:
         zs.scatter_(1, index, torch.full_like(zs_k, -float('inf')))
         small_t = _small_groups(zt_k, bounds, best_first)
         small_s = _small_groups(zs_k, bounds, best_first=False)
-    rest_s = _restricted(zs, in_place=True)
-    rest_t = _restricted(zt, out=scratch, in_place=True)
+    if index is None:
+        rest_s = _restricted(zs, in_place=True)
+        rest_t = _restricted(zt, out=scratch, in_place=True)
+    else:
+        rest_s = _rest_group(zs, student, t, index, eager)
+        rest_t = _rest_group(zt, teacher, t, index, eager, out=scratch)
     # Group log-masses log b (N, G, L) and KL(b_t || b_s) (N, L).
     log_bs = _log_masses(torch.cat([g.lse for g in small_s + [rest_s]], 1))
     log_bt = _log_masses(torch.cat([g.lse for g in small_t + [rest_t]], 1))
     bt = log_bt.exp()
     high = (bt * (log_bt - log_bs)).sum(1)
-    # log q^ - log p^; at the small groups' entries of the rest copies both
-    # are -inf: 0 there, so that 0 * it stays 0.
+    # log q^ - log p^ (finite where p^ = q^ = 0: products with it are 0).
     ratios = [gt.log_p - gs.log_p for gt, gs in zip(small_t, small_s)]
     ratios.append(rest_t.log_p.sub_(rest_s.log_p))
-    if index is not None:
-        ratios[-1].scatter_(1, index, torch.zeros_like(
-            index, dtype=ratios[-1].dtype))
     ps = [g.p for g in small_s] + [rest_s.p]
     pt = [g.p for g in small_t] + [rest_t.p]
     # Within-group KLs (N, G, L): forward sum_g q^ log(q^/p^), reverse
