@@ -85,6 +85,12 @@ def _restricted(z: Tensor, top: Optional[Tensor] = None,
     return _Group(shifted.sub_(log_total), exp.div_(total), top + log_total)
 
 
+def _filled(index: Tensor, value: float, like: Tensor) -> Tensor:
+    """``value`` in the shape of ``index``, as a scatter source, without a
+    buffer of that size (an expanded scalar)."""
+    return like.new_full((1, 1, 1), value).expand(index.shape)
+
+
 def _rest_group(z: Tensor, source: Tensor, t: float, index: Tensor,
                 eager: bool, out: Optional[Tensor] = None) -> _Group:
     """The rest group from its full-size copy ``z`` (``source / t`` with
@@ -100,7 +106,7 @@ def _rest_group(z: Tensor, source: Tensor, t: float, index: Tensor,
     else:
         shifted = torch.sub(source, top, out=z)
     exp = torch.exp(shifted) if out is None else torch.exp(shifted, out=out)
-    exp.scatter_(1, index, torch.zeros_like(index, dtype=exp.dtype))
+    exp.scatter_(1, index, _filled(index, 0.0, exp))
     total = exp.sum(1, keepdim=True)
     log_total = total.log()
     return _Group(shifted.sub_(log_total), exp.div_(total), top + log_total)
@@ -109,14 +115,15 @@ def _rest_group(z: Tensor, source: Tensor, t: float, index: Tensor,
 def _small_groups(z: Tensor, bounds: Sequence[int],
                   best_first: bool) -> List[_Group]:
     """The small groups ``z[:, a:b]`` of gathered ``(N, K, L)`` logits at
-    ``bounds``; ``best_first``: each group's first entry is its max (the
-    teacher's top-k values), so no ``amax`` is needed."""
+    ``bounds`` (in place: ``z`` becomes ``log p^``); ``best_first``: each
+    group's first entry is its max (the teacher's top-k values), so no
+    ``amax`` is needed."""
     groups = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         zg = z[:, a:b]
-        top = zg[:, :1] if best_first or b - a == 1 else zg.amax(
+        top = zg[:, :1].clone() if best_first or b - a == 1 else zg.amax(
             1, keepdim=True)
-        groups.append(_restricted(zg, top))
+        groups.append(_restricted(zg, top, in_place=True))
     return groups
 
 
@@ -159,12 +166,12 @@ def indexed_forward(student: Tensor, teacher: Tensor, index, bounds:
         zt = teacher / t if t != 1 else teacher.clone()
         if index is not None:
             zt_k = zt.gather(1, index)
-            zt.scatter_(1, index, torch.full_like(zt_k, -float('inf')))
+            zt.scatter_(1, index, _filled(index, -float('inf'), zt))
     zs = student / t if t != 1 else student.clone()
     small_s = small_t = []
     if index is not None:
         zs_k = zs.gather(1, index)
-        zs.scatter_(1, index, torch.full_like(zs_k, -float('inf')))
+        zs.scatter_(1, index, _filled(index, -float('inf'), zs))
         small_t = _small_groups(zt_k, bounds, best_first)
         small_s = _small_groups(zs_k, bounds, best_first=False)
     if index is None:
@@ -231,5 +238,6 @@ def indexed_forward(student: Tensor, teacher: Tensor, index, bounds:
         grads.append(grad)
     grad = grads[-1]
     if index is not None:
-        grad.scatter_(1, index, torch.cat(grads[:-1], 1))
+        small = grads[0] if len(grads) == 2 else torch.cat(grads[:-1], 1)
+        grad.scatter_(1, index, small)
     return loss, parts, grad

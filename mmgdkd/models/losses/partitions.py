@@ -80,7 +80,8 @@ def knock_out_topk(z: Tensor, k: int, knock_last: bool = True,
         # graph fuses these ops instead.
         scratch = torch.empty_like(z)
     indices, values = [], []
-    # A source tensor: a scalar-valued scatter_ is ~3x slower on CPU.
+    # A source tensor (an expanded scalar): a scalar-valued scatter_ is ~3x
+    # slower on CPU.
     knock = None
     for i in range(k):
         top = z.amax(1, keepdim=True)
@@ -95,7 +96,8 @@ def knock_out_topk(z: Tensor, k: int, knock_last: bool = True,
         values.append(top)
         if knock_last or i < k - 1:
             if knock is None:
-                knock = torch.full_like(top, -float('inf'))
+                knock = top.new_full((1, 1, 1), -float('inf')).expand(
+                    top.shape)
             z.scatter_(1, index, knock)
     return torch.cat(indices, 1), torch.cat(values, 1)
 
