@@ -14,7 +14,7 @@ install: $(STAMP)
 # The editable install also builds the native loss kernel: rebuild when its
 # source changes.
 $(STAMP): requirements/cpu-pinned.txt requirements/runtime.txt setup.py \
-		mmgdkd/models/losses/csrc/decoupled_kl.cpp
+		$(wildcard mmgdkd/models/losses/csrc/*)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/cpu-pinned.txt

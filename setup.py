@@ -112,6 +112,10 @@ def native_extensions() -> list:
         Extension(
             'mmgdkd.models.losses._decoupled_kl_cpu',
             sources=['mmgdkd/models/losses/csrc/decoupled_kl.cpp'],
+            depends=[
+                f'mmgdkd/models/losses/csrc/{name}.h'
+                for name in ('kernel_base', 'partition', 'block_kernel')
+            ],
             language='c++',
             extra_compile_args=list(_GCC_ARGS),
             extra_link_args=['-pthread'])
