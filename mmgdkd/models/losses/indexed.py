@@ -18,12 +18,12 @@ a tiny rest mass keeps its precision (docs/losses.md).
 Sync-free and ``torch.compile(fullgraph=True)``-clean. This file imports
 nothing from the OpenMMLab stack.
 """
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .partitions import knock_out_topk
+from .partitions import knock_out_topk, scalar_source
 from .validation import CallConfig
 
 # (share of forward KL, share of reverse KL) in the within-group divergence.
@@ -68,27 +68,29 @@ class _Group(NamedTuple):
     lse: Tensor
 
 
-def _restricted(z: Tensor, top: Optional[Tensor] = None,
-                out: Optional[Tensor] = None, in_place: bool = False
-                ) -> _Group:
-    """``log_softmax`` / ``softmax`` of ``z`` over ``dim=1``, shifted by its
-    max ``top`` (``(N, 1, L)``; found here if ``None``). ``-inf`` entries
-    (other groups') get ``p^ = 0`` and ``log p^ = -inf``. ``in_place``:
-    ``log p^`` overwrites ``z`` (the full-size rest copies); ``out``: a
-    buffer for ``p^``."""
-    if top is None:
-        top = z.amax(1, keepdim=True)
-    shifted = z.sub_(top) if in_place else z - top
+def _normalised(shifted: Tensor, top: Tensor, out: Optional[Tensor] = None,
+                zero_at: Optional[Tensor] = None) -> _Group:
+    """The group from its logits ``shifted`` by its max ``top``
+    (``(N, 1, L)``), in place on ``shifted`` (``log p^``); ``out``: a
+    buffer for ``p^``; ``zero_at``: ``(N, K, L)`` indices of other groups'
+    entries, whose ``exp`` is zeroed."""
     exp = torch.exp(shifted) if out is None else torch.exp(shifted, out=out)
+    if zero_at is not None:
+        exp.scatter_(1, zero_at, scalar_source(zero_at, 0.0, exp))
     total = exp.sum(1, keepdim=True)
     log_total = total.log()
     return _Group(shifted.sub_(log_total), exp.div_(total), top + log_total)
 
 
-def _filled(index: Tensor, value: float, like: Tensor) -> Tensor:
-    """``value`` in the shape of ``index``, as a scatter source, without a
-    buffer of that size (an expanded scalar)."""
-    return like.new_full((1, 1, 1), value).expand(index.shape)
+def _restricted(z: Tensor, top: Optional[Tensor] = None,
+                out: Optional[Tensor] = None, in_place: bool = False
+                ) -> _Group:
+    """``log_softmax`` / ``softmax`` of ``z`` over ``dim=1``, shifted by its
+    max ``top`` (``(N, 1, L)``; found here if ``None``). ``in_place``:
+    ``log p^`` overwrites ``z``; ``out``: a buffer for ``p^``."""
+    if top is None:
+        top = z.amax(1, keepdim=True)
+    return _normalised(z.sub_(top) if in_place else z - top, top, out)
 
 
 def _rest_group(z: Tensor, source: Tensor, t: float, index: Tensor,
@@ -105,11 +107,7 @@ def _rest_group(z: Tensor, source: Tensor, t: float, index: Tensor,
         shifted = torch.div(source, t, out=z).sub_(top)
     else:
         shifted = torch.sub(source, top, out=z)
-    exp = torch.exp(shifted) if out is None else torch.exp(shifted, out=out)
-    exp.scatter_(1, index, _filled(index, 0.0, exp))
-    total = exp.sum(1, keepdim=True)
-    log_total = total.log()
-    return _Group(shifted.sub_(log_total), exp.div_(total), top + log_total)
+    return _normalised(shifted, top, out, zero_at=index)
 
 
 def _small_groups(z: Tensor, bounds: Sequence[int],
@@ -134,8 +132,9 @@ def _log_masses(lse: Tensor) -> Tensor:
     return lse - (top + (lse - top).exp_().sum(1, keepdim=True).log_())
 
 
-def indexed_forward(student: Tensor, teacher: Tensor, index, bounds:
-                    Sequence[int], config: CallConfig,
+def indexed_forward(student: Tensor, teacher: Tensor,
+                    index: Union[Tensor, int, None], bounds: Sequence[int],
+                    config: CallConfig,
                     valid: Optional[Tensor], need_grad: bool
                     ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """Loss, parts ``[high, D_0, ..]`` and the gradient w.r.t. ``student``
@@ -166,12 +165,12 @@ def indexed_forward(student: Tensor, teacher: Tensor, index, bounds:
         zt = teacher / t if t != 1 else teacher.clone()
         if index is not None:
             zt_k = zt.gather(1, index)
-            zt.scatter_(1, index, _filled(index, -float('inf'), zt))
+            zt.scatter_(1, index, scalar_source(index, -float('inf'), zt))
     zs = student / t if t != 1 else student.clone()
     small_s = small_t = []
     if index is not None:
         zs_k = zs.gather(1, index)
-        zs.scatter_(1, index, _filled(index, -float('inf'), zs))
+        zs.scatter_(1, index, scalar_source(index, -float('inf'), zs))
         small_t = _small_groups(zt_k, bounds, best_first)
         small_s = _small_groups(zs_k, bounds, best_first=False)
     if index is None:
