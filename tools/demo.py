@@ -234,7 +234,8 @@ def main(args: Optional[List[str]] = None) -> None:
                 for algo in args.algos]
     # The baseline last: it is the shortest, so it best fills the end.
     students.append(('student', STUDENT_CONFIG, student_opts))
-    with concurrent.futures.ThreadPoolExecutor(max(args.jobs, 1)) as pool:
+    jobs = max(args.jobs, 1)
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         futures = [
             pool.submit(train, name, osp.join(CONFIG_DIR, config),
                         osp.join(work_dir, name), options, STUDENT_THREADS)
@@ -264,7 +265,7 @@ def main(args: Optional[List[str]] = None) -> None:
                 data_root=data_root, wall_time_s=round(time.time() - start),
                 device=f'CPU, {os.cpu_count()} cores (teacher '
                 f'{TEACHER_THREADS} threads, students {STUDENT_THREADS} '
-                f'each, {max(args.jobs, 1)} at a time)')
+                f'each, {jobs} at a time)')
     table = write_results(out, runs, meta, LABELS, IMAGE_SIZE)
     log('\n' + table)
     log(f'results: {osp.join(out, "results.md")}, results.json, '

@@ -83,14 +83,13 @@ def _normalised(shifted: Tensor, top: Tensor, out: Optional[Tensor] = None,
 
 
 def _restricted(z: Tensor, top: Optional[Tensor] = None,
-                out: Optional[Tensor] = None, in_place: bool = False
-                ) -> _Group:
-    """``log_softmax`` / ``softmax`` of ``z`` over ``dim=1``, shifted by its
-    max ``top`` (``(N, 1, L)``; found here if ``None``). ``in_place``:
-    ``log p^`` overwrites ``z``; ``out``: a buffer for ``p^``."""
+                out: Optional[Tensor] = None) -> _Group:
+    """``log_softmax`` / ``softmax`` of ``z`` over ``dim=1``, in place on
+    ``z`` (``log p^``), shifted by its max ``top`` (``(N, 1, L)``; found
+    here if ``None``); ``out``: a buffer for ``p^``."""
     if top is None:
         top = z.amax(1, keepdim=True)
-    return _normalised(z.sub_(top) if in_place else z - top, top, out)
+    return _normalised(z.sub_(top), top, out)
 
 
 def _rest_group(z: Tensor, source: Tensor, t: float, index: Tensor,
@@ -121,7 +120,7 @@ def _small_groups(z: Tensor, bounds: Sequence[int],
         zg = z[:, a:b]
         top = zg[:, :1].clone() if best_first or b - a == 1 else zg.amax(
             1, keepdim=True)
-        groups.append(_restricted(zg, top, in_place=True))
+        groups.append(_restricted(zg, top))
     return groups
 
 
@@ -174,8 +173,8 @@ def indexed_forward(student: Tensor, teacher: Tensor,
         small_t = _small_groups(zt_k, bounds, best_first)
         small_s = _small_groups(zs_k, bounds, best_first=False)
     if index is None:
-        rest_s = _restricted(zs, in_place=True)
-        rest_t = _restricted(zt, out=scratch, in_place=True)
+        rest_s = _restricted(zs)
+        rest_t = _restricted(zt, out=scratch)
     else:
         rest_s = _rest_group(zs, student, t, index, eager)
         rest_t = _rest_group(zt, teacher, t, index, eager, out=scratch)
